@@ -1,0 +1,1 @@
+"""The HTTP adapter: routing, content negotiation and headers. It knows no SQL."""

@@ -1,0 +1,190 @@
+"""FHIR REST routes (https://hl7.org/fhir/R4/http.html): each maps one URL and method to an
+interaction and nothing more."""
+
+from __future__ import annotations
+
+import uuid
+from email.utils import parsedate_to_datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from flode.api.body import read_json
+from flode.api.capability import capability_statement
+from flode.api.negotiation import (
+    FORMAT_PARAMS,
+    JSON_PATCH,
+    Prefer,
+    check_content_type,
+    response_type,
+    version_from_etag,
+)
+from flode.api.responses import fhir_response, respond
+from flode.config import Config
+from flode.context import RequestContext
+from flode.fhir.errors import bad_request
+from flode.interactions import create, delete, history, patch, read, search, update
+from flode.interactions.services import Services
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def config_of(request: Request) -> Config:
+    config: Config = request.app.state.config
+    return config
+
+
+def context(request: Request) -> RequestContext:
+    """Built once per request at the edge; authentication will fill in who is asking."""
+    response_type(request)  # refuse an unanswerable Accept before doing any work
+    config = config_of(request)
+    base_url = config.public_base_url or (
+        f"{request.url.scheme}://{request.url.netloc}{config.base_path}"
+    )
+    request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+    return RequestContext(request_id=request_id[:64], base_url=base_url.rstrip("/"))
+
+
+def params(request: Request) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.query_params.multi_items() if k not in FORMAT_PARAMS]
+
+
+def _criteria(raw: str) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    query = raw.split("?", 1)[1] if "?" in raw else raw
+    found = parse_qsl(query, keep_blank_values=True)
+    if not found:
+        raise bad_request("If-None-Exist must hold search criteria like 'identifier=sys|123'")
+    return found
+
+
+async def metadata(request: Request) -> Response:
+    context(request)
+    return fhir_response(
+        request, 200, capability_statement(services_of(request), config_of(request))
+    )
+
+
+async def system_history(request: Request) -> Response:
+    ctx = context(request)
+    outcome = await history.history(services_of(request), ctx, params(request))
+    return respond(request, ctx, outcome)
+
+
+async def type_level(request: Request) -> Response:
+    ctx = context(request)
+    services = services_of(request)
+    resource_type = request.path_params["type"]
+    method = request.method
+    limit = config_of(request).max_body_bytes
+    if method == "GET":
+        outcome = await search.search(
+            services, ctx, resource_type, params(request), Prefer.of(request).strict
+        )
+        return respond(request, ctx, outcome)
+    if method == "POST":
+        check_content_type(request)
+        body = await read_json(request, limit)
+        condition = request.headers.get("if-none-exist")
+        outcome = await create.create(
+            services, resource_type, body, _criteria(condition) if condition else None
+        )
+        return respond(request, ctx, outcome, write=True)
+    criteria = params(request)
+    if not criteria:
+        raise bad_request(
+            f"{method} on a resource type needs search criteria (a conditional {method})"
+        )
+    if method == "PUT":
+        check_content_type(request)
+        body = await read_json(request, limit)
+        if_match = version_from_etag(request.headers.get("if-match"), "If-Match")
+        outcome = await update.conditional_update(services, resource_type, criteria, body, if_match)
+        return respond(request, ctx, outcome, write=True)
+    outcome = await delete.conditional_delete(services, resource_type, criteria)
+    return respond(request, ctx, outcome, write=True)
+
+
+async def type_history(request: Request) -> Response:
+    ctx = context(request)
+    outcome = await history.history(
+        services_of(request), ctx, params(request), request.path_params["type"]
+    )
+    return respond(request, ctx, outcome)
+
+
+def _not_modified(request: Request, response: Response) -> bool:
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = {t.strip() for t in if_none_match.split(",")}
+        etag = response.headers.get("etag", "")
+        return "*" in tags or etag in tags or etag.removeprefix("W/") in tags
+    since = request.headers.get("if-modified-since")
+    modified = response.headers.get("last-modified")
+    if since and modified:
+        try:
+            return parsedate_to_datetime(modified) <= parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+async def instance(request: Request) -> Response:
+    ctx = context(request)
+    services = services_of(request)
+    resource_type, id = request.path_params["type"], request.path_params["id"]
+    method = request.method
+    limit = config_of(request).max_body_bytes
+    if method == "GET":
+        response = respond(request, ctx, await read.read(services, resource_type, id))
+        if _not_modified(request, response):
+            return Response(status_code=304, headers={"ETag": response.headers["etag"]})
+        return response
+    if_match = version_from_etag(request.headers.get("if-match"), "If-Match")
+    if method == "PUT":
+        check_content_type(request)
+        body = await read_json(request, limit)
+        outcome = await update.update(services, resource_type, id, body, if_match)
+    elif method == "PATCH":
+        check_content_type(request, (JSON_PATCH,))
+        operations = await read_json(request, limit)
+        outcome = await patch.patch(services, resource_type, id, operations, if_match)
+    else:
+        outcome = await delete.delete(services, resource_type, id)
+    return respond(request, ctx, outcome, write=True)
+
+
+async def instance_history(request: Request) -> Response:
+    ctx = context(request)
+    outcome = await history.history(
+        services_of(request),
+        ctx,
+        params(request),
+        request.path_params["type"],
+        request.path_params["id"],
+    )
+    return respond(request, ctx, outcome)
+
+
+async def version_read(request: Request) -> Response:
+    ctx = context(request)
+    p = request.path_params
+    outcome = await read.vread(services_of(request), p["type"], p["id"], p["vid"])
+    return respond(request, ctx, outcome)
+
+
+def fhir_routes() -> list[Route]:
+    return [
+        Route("/metadata", metadata, methods=["GET"]),
+        Route("/_history", system_history, methods=["GET"]),
+        Route("/{type}", type_level, methods=["GET", "POST", "PUT", "DELETE"]),
+        Route("/{type}/_history", type_history, methods=["GET"]),
+        Route("/{type}/{id}", instance, methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Route("/{type}/{id}/_history", instance_history, methods=["GET"]),
+        Route("/{type}/{id}/_history/{vid}", version_read, methods=["GET"]),
+    ]

@@ -1,0 +1,104 @@
+"""The composition root: the one place where configuration, storage, FHIR knowledge and the
+HTTP adapter are wired together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+
+from flode.api import errors
+from flode.api.observability import Metrics, RequestLog, healthz, metrics_endpoint
+from flode.api.routes import fhir_routes
+from flode.config import Config
+from flode.fhir.definitions import Definitions
+from flode.fhir.errors import FhirError
+from flode.fhir.validation import Validator
+from flode.interactions.services import Services
+from flode.store.migrate import migrate
+from flode.store.repository import Store
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # Short OLTP statements: the JIT only costs time here.
+    await conn.execute("SET jit = off")
+
+
+async def open_pool(database_url: str, config: Config) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=config.pool_min_size,
+        max_size=config.pool_max_size,
+        init=_init_connection,
+    )
+    assert pool is not None
+    return pool
+
+
+def build_services(pool: asyncpg.Pool, config: Config) -> Services:
+    definitions = Definitions.load()
+    return Services(
+        store=Store(pool),
+        definitions=definitions,
+        validator=Validator(definitions),
+        default_page_size=config.default_page_size,
+        max_page_size=config.max_page_size,
+    )
+
+
+async def seed_demo(services: Services) -> int:
+    """On a first start, write the demo region through the same update interaction any client
+    uses (validated, versioned, indexed). Returns how many resources were written."""
+    from flode.demo import demo_resources
+    from flode.interactions.update import update
+
+    if await services.store.pool.fetchval("SELECT EXISTS (SELECT 1 FROM resource)"):
+        return 0
+    resources = demo_resources()
+    for resource in resources:
+        await update(services, resource["resourceType"], resource["id"], resource)
+    return len(resources)
+
+
+def build_app(config: Config, database_url: str, *, access_log: bool = True) -> Starlette:
+    """The ASGI application. The database must be reachable at `database_url`."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = await open_pool(database_url, config)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            services = build_services(pool, config)
+            if config.demo:
+                await seed_demo(services)
+            app.state.services = services
+            yield
+        finally:
+            await pool.close()
+
+    exception_handlers: dict[Any, Any] = {
+        FhirError: errors.fhir_error,
+        HTTPException: errors.http_error,
+        Exception: errors.unexpected_error,
+    }
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Mount(config.base_path, routes=fhir_routes()),
+        ],
+        middleware=[Middleware(RequestLog, metrics=metrics, access_log=access_log)],
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.metrics = metrics
+    return app

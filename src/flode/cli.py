@@ -1,0 +1,136 @@
+"""The `flode` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import uvicorn
+from rich.console import Console
+
+from flode import __version__, logs
+from flode.config import Config
+from flode.store.embedded import AlreadyRunning, DataDirLock, EmbeddedPostgres
+from flode.store.migrate import MigrationError
+
+console = Console(stderr=True)
+
+
+def _examples(base: str) -> str:
+    return (
+        f"\n  Flöde is serving FHIR R4 at [bold]{base}[/bold]\n\n"
+        "  Try:\n"
+        f"    curl -s {base}/metadata | head -c 400\n"
+        f"    curl -s '{base}/Patient?identifier=http://electronichealth.se/identifier/"
+        "personnummer|191212121212'\n"
+        f"    curl -s -X POST {base}/Patient -H 'Content-Type: application/fhir+json' \\\n"
+        '      -d \'{"resourceType":"Patient","name":[{"family":"Svensson",'
+        '"given":["Anna"]}]}\'\n\n'
+        "  Ctrl-C stops Flöde (and its embedded PostgreSQL).\n"
+    )
+
+
+@click.group()
+@click.version_option(__version__, prog_name="flode")
+def main() -> None:
+    """Flöde: a FHIR R4 platform for a modular health information environment."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to listen on [default: 8080].")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the embedded PostgreSQL keeps its data [default: ./.flode].",
+)
+@click.option(
+    "--database-url",
+    default=None,
+    help="Use this PostgreSQL (>= 14) instead of the embedded one [env: FLODE_DATABASE_URL].",
+)
+@click.option("--no-demo", is_flag=True, help="Start empty: do not seed the demo region.")
+def serve(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    database_url: str | None,
+    no_demo: bool,
+) -> None:
+    """Serve the FHIR API."""
+    if data_dir is not None and database_url is not None:
+        raise click.UsageError("give either --data-dir or --database-url, not both")
+    config = Config()
+    config = replace(
+        config,
+        host=host or config.host,
+        port=port if port is not None else config.port,
+        data_dir=data_dir or config.data_dir,
+        database_url=database_url or (None if data_dir else config.database_url),
+        demo=not no_demo,
+    )
+    logs.configure()
+    lock = DataDirLock(config.data_dir)
+    embedded = EmbeddedPostgres(config.data_dir)
+    url = config.database_url
+    try:
+        if url is None:
+            lock.acquire()
+            with console.status("Starting the embedded PostgreSQL…"):
+                url = embedded.start()
+        asyncio.run(_serve(config, url))
+    except AlreadyRunning as exc:
+        console.print(f"[red]{exc}[/red]")
+        sys.exit(1)
+    except MigrationError as exc:
+        console.print(f"[red]The database schema cannot be brought up to date:[/red] {exc}")
+        sys.exit(1)
+    finally:
+        embedded.stop()
+        lock.release()
+
+
+async def _serve(config: Config, database_url: str) -> None:
+    from flode.app import build_app
+
+    app = build_app(config, database_url)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+            lifespan="on",
+        )
+    )
+    started = asyncio.get_running_loop().create_future()
+
+    async def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.05)
+        base = config.public_base_url or f"http://{config.host}:{_bound_port(server, config)}/fhir"
+        console.print(_examples(base))
+        started.set_result(None)
+
+    task = asyncio.create_task(announce())
+    await server.serve()
+    task.cancel()
+    if server.started is False and not started.done():
+        raise SystemExit(1)
+
+
+def _bound_port(server: uvicorn.Server, config: Config) -> int:
+    for srv in getattr(server, "servers", []):
+        for sock in srv.sockets:
+            port: int = sock.getsockname()[1]
+            return port
+    return config.port

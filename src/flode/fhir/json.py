@@ -1,0 +1,68 @@
+"""FHIR JSON in and out, keeping decimals exactly as sent.
+
+FHIR requires a decimal's precision to survive a round trip ("1.50" stays "1.50",
+https://hl7.org/fhir/R4/json.html#primitive). orjson parses numbers into floats, which would
+lose it, so a document that contains any non-integer number is parsed again with the standard
+library, turning each such number into a `Decimal`: a float that remembers its source text.
+orjson writes it back verbatim through `orjson.Fragment`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+from flode.fhir.errors import bad_request
+
+
+class Decimal(float):
+    """A JSON number as it was written; compares and computes like a float."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> Decimal:
+        value = super().__new__(cls, text)
+        value.text = text
+        return value
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return False
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(body: bytes | str) -> Any:
+    """Parse JSON; raise a 400 FhirError for anything that is not a valid JSON document."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"The body is not valid JSON: {exc}") from None
+    if _has_float(value):
+        value = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+    return value
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(value.text)
+    raise TypeError(f"cannot serialise {type(value).__name__} as JSON")
+
+
+def dumps(value: Any, *, pretty: bool = False) -> bytes:
+    option = orjson.OPT_INDENT_2 if pretty else 0
+    return orjson.dumps(value, default=_default, option=option)

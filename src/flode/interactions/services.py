@@ -1,0 +1,18 @@
+"""What the interactions need, wired once in the composition root (flode.app)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flode.fhir.definitions import Definitions
+from flode.fhir.validation import Validator
+from flode.store.repository import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    store: Store
+    definitions: Definitions
+    validator: Validator
+    default_page_size: int = 20
+    max_page_size: int = 1000

@@ -1,0 +1,66 @@
+"""What every write shares: checking the body, stamping meta, validating, versioning."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flode.fhir import json
+from flode.fhir.dates import format_instant
+from flode.fhir.errors import Issue, bad_request, invalid_resource, not_found
+from flode.interactions.services import Services
+from flode.store.records import Current
+
+
+def check_type(services: Services, resource_type: str) -> None:
+    if resource_type not in services.definitions.resource_types:
+        raise not_found(f"Resource type '{resource_type}' is not known to this FHIR R4 server")
+
+
+def check_body(services: Services, resource_type: str, body: Any) -> dict[str, Any]:
+    """The body must be a resource of the type in the URL, valid against the base R4 spec."""
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object holding a FHIR resource")
+    found = body.get("resourceType")
+    if found != resource_type:
+        raise bad_request(
+            f"The resource's resourceType '{found}' does not match the URL's '{resource_type}'",
+            "resourceType",
+        )
+    issues = services.validator.validate(body)
+    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    if errors:
+        raise invalid_resource(errors)
+    return body
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def next_timestamp(current: Current | None) -> datetime:
+    """Now, but always after the current version (clocks of several nodes may disagree)."""
+    now = datetime.now(UTC)
+    if current is not None and now <= current.last_updated:
+        now = current.last_updated + timedelta(microseconds=1)
+    return now
+
+
+def stamp(resource: dict[str, Any], id: str, version: int, last_updated: datetime) -> str:
+    """Set id, meta.versionId and meta.lastUpdated (in place) and return the JSON to store."""
+    meta = resource.get("meta")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = format_instant(last_updated)
+    ordered: dict[str, Any] = {"resourceType": resource["resourceType"], "id": id, "meta": meta}
+    for key, value in resource.items():
+        if key not in ordered:
+            ordered[key] = value
+    resource.clear()
+    resource.update(ordered)
+    return json.dumps(resource).decode()
+
+
+def information(diagnostics: str) -> list[Issue]:
+    return [Issue("information", "informational", diagnostics)]

@@ -1,0 +1,1 @@
+"""PostgreSQL storage: embedded server, migrations, resource versions and their index rows."""

@@ -1,0 +1,1 @@
+"""Search parameter types: each module holds both index extraction and the SQL predicate."""

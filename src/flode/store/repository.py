@@ -1,0 +1,244 @@
+"""Reading and writing resource versions. Framework-free: callers pass plain values and get
+records back; every write happens inside a `Transaction`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from flode.store.params import token
+from flode.store.records import Current, HistoryQuery, Version
+from flode.store.sql import Args
+
+_VERSION_COLUMNS = "v.resource_type, r.id, v.version, v.last_updated, v.method, v.content"
+
+
+def _version(row: asyncpg.Record) -> Version:
+    return Version(
+        row["resource_type"],
+        row["id"],
+        row["version"],
+        row["last_updated"],
+        row["method"],
+        row["content"],
+    )
+
+
+class Store:
+    """The resource store over a connection pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def read(self, resource_type: str, id: str) -> Version | None:
+        row = await self.pool.fetchrow(
+            f"""SELECT {_VERSION_COLUMNS} FROM resource r
+                JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version
+                WHERE r.resource_type = $1 AND r.id = $2""",
+            resource_type,
+            id,
+        )
+        return None if row is None else _version(row)
+
+    async def vread(self, resource_type: str, id: str, version: int) -> Version | None:
+        row = await self.pool.fetchrow(
+            f"""SELECT {_VERSION_COLUMNS} FROM resource r
+                JOIN resource_version v ON v.resource_pk = r.pk AND v.version = $3
+                WHERE r.resource_type = $1 AND r.id = $2""",
+            resource_type,
+            id,
+            version,
+        )
+        return None if row is None else _version(row)
+
+    async def exists(self, resource_type: str, id: str) -> bool:
+        found = await self.pool.fetchval(
+            "SELECT 1 FROM resource WHERE resource_type = $1 AND id = $2", resource_type, id
+        )
+        return found is not None
+
+    async def history(self, query: HistoryQuery) -> list[Version]:
+        """Versions newest first; fetches `count + 1` so the caller knows if a next page exists."""
+        args = Args(query.before)
+        where = ["v.last_updated <= $1"]
+        if query.resource_type is not None:
+            where.append(f"v.resource_type = {args.add(query.resource_type)}")
+        if query.id is not None:
+            where.append(f"r.id = {args.add(query.id)}")
+        if query.since is not None:
+            where.append(f"v.last_updated > {args.add(query.since)}")
+        if query.at is not None:
+            # A version was current from its last_updated until the next version's.
+            low, high = args.add(query.at[0]), args.add(query.at[1])
+            where.append(
+                f"""v.last_updated < {high} AND NOT EXISTS (
+                    SELECT 1 FROM resource_version n WHERE n.resource_pk = v.resource_pk
+                    AND n.version = v.version + 1 AND n.last_updated <= {low})"""
+            )
+        order = "v.version DESC" if query.id is not None else "v.last_updated DESC, v.resource_pk"
+        rows = await self.pool.fetch(
+            f"""SELECT {_VERSION_COLUMNS} FROM resource_version v
+                JOIN resource r ON r.pk = v.resource_pk
+                WHERE {" AND ".join(where)}
+                ORDER BY {order}
+                OFFSET {args.add(query.offset)} LIMIT {args.add(query.count + 1)}""",
+            *args.values,
+        )
+        return [_version(row) for row in rows]
+
+    async def search(
+        self, resource_type: str, where: str, args: Args, offset: int, count: int
+    ) -> list[Version]:
+        """Current, non-deleted versions matching a compiled predicate over `resource r`."""
+        args = Args(*args.values)
+        rows = await self.pool.fetch(
+            f"""SELECT {_VERSION_COLUMNS} FROM resource r
+                JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version
+                WHERE r.resource_type = {args.add(resource_type)} AND NOT r.deleted AND {where}
+                ORDER BY r.last_updated DESC, r.pk
+                OFFSET {args.add(offset)} LIMIT {args.add(count + 1)}""",
+            *args.values,
+        )
+        return [_version(row) for row in rows]
+
+    async def count(self, resource_type: str, where: str, args: Args) -> int:
+        args = Args(*args.values)
+        value = await self.pool.fetchval(
+            f"""SELECT count(*) FROM resource r
+                WHERE r.resource_type = {args.add(resource_type)} AND NOT r.deleted AND {where}""",
+            *args.values,
+        )
+        return int(value)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield Transaction(conn)
+
+
+_CURRENT = """SELECT r.pk, r.resource_type, r.id, r.version, r.last_updated, r.deleted, v.content
+    FROM resource r JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version"""
+
+
+def _current(row: asyncpg.Record) -> Current:
+    return Current(
+        row["pk"],
+        row["resource_type"],
+        row["id"],
+        row["version"],
+        row["last_updated"],
+        row["deleted"],
+        row["content"],
+    )
+
+
+class Transaction:
+    """Writes inside one database transaction; rows read here are locked until it ends."""
+
+    def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy) -> None:
+        self.conn = conn
+
+    async def lock_key(self, key: str) -> None:
+        """Serialise transactions that share `key` (e.g. the criteria of a conditional create)."""
+        await self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+
+    async def current(self, resource_type: str, id: str) -> Current | None:
+        row = await self.conn.fetchrow(
+            f"{_CURRENT} WHERE r.resource_type = $1 AND r.id = $2 FOR UPDATE OF r",
+            resource_type,
+            id,
+        )
+        return None if row is None else _current(row)
+
+    async def find(self, resource_type: str, where: str, args: Args, limit: int) -> list[Current]:
+        """Current, non-deleted resources matching a compiled predicate, locked."""
+        args = Args(*args.values)
+        rows = await self.conn.fetch(
+            f"""{_CURRENT} WHERE r.resource_type = {args.add(resource_type)} AND NOT r.deleted
+                AND {where} ORDER BY r.pk LIMIT {args.add(limit)} FOR UPDATE OF r""",
+            *args.values,
+        )
+        return [_current(row) for row in rows]
+
+    async def insert(
+        self,
+        resource_type: str,
+        id: str,
+        last_updated: datetime,
+        method: str,
+        content: str,
+        resource: dict[str, Any],
+    ) -> bool:
+        """Write version 1 of a new resource; False if (type, id) exists already."""
+        pk = await self.conn.fetchval(
+            """INSERT INTO resource (resource_type, id, version, last_updated)
+               VALUES ($1, $2, 1, $3) ON CONFLICT (resource_type, id) DO NOTHING RETURNING pk""",
+            resource_type,
+            id,
+            last_updated,
+        )
+        if pk is None:
+            return False
+        await self._version(pk, resource_type, 1, last_updated, method, content)
+        await self._index(pk, resource_type, resource)
+        return True
+
+    async def update(
+        self,
+        current: Current,
+        last_updated: datetime,
+        method: str,
+        content: str | None,
+        resource: dict[str, Any] | None,
+    ) -> int:
+        """Write the next version of `current` (a deletion when `content` is None)."""
+        version = current.version + 1
+        await self.conn.execute(
+            "UPDATE resource SET version = $2, last_updated = $3, deleted = $4 WHERE pk = $1",
+            current.pk,
+            version,
+            last_updated,
+            content is None,
+        )
+        await self._version(
+            current.pk, current.resource_type, version, last_updated, method, content
+        )
+        await self.conn.execute("DELETE FROM search_token WHERE resource_pk = $1", current.pk)
+        if resource is not None:
+            await self._index(current.pk, current.resource_type, resource)
+        return version
+
+    async def _version(
+        self,
+        pk: int,
+        resource_type: str,
+        version: int,
+        last_updated: datetime,
+        method: str,
+        content: str | None,
+    ) -> None:
+        await self.conn.execute(
+            """INSERT INTO resource_version
+               (resource_pk, version, resource_type, last_updated, method, content)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            pk,
+            version,
+            resource_type,
+            last_updated,
+            method,
+            content,
+        )
+
+    async def _index(self, pk: int, resource_type: str, resource: dict[str, Any]) -> None:
+        rows: Sequence[tuple[str | None, str]] = token.identifier_rows(resource)
+        if rows:
+            await self.conn.executemany(
+                """INSERT INTO search_token (resource_pk, resource_type, param, system, code)
+                   VALUES ($1, $2, $3, $4, $5)""",
+                [(pk, resource_type, token.IDENTIFIER, s, c) for s, c in rows],
+            )

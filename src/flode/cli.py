@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +26,7 @@ def _examples(base: str) -> str:
         "  Try:\n"
         f"    curl -s {base}/metadata | head -c 400\n"
         f"    curl -s '{base}/Patient?identifier=http://electronichealth.se/identifier/"
-        "personnummer|191212121212'\n"
+        "personnummer|194206119093'\n"
         f"    curl -s -X POST {base}/Patient -H 'Content-Type: application/fhir+json' \\\n"
         '      -d \'{"resourceType":"Patient","name":[{"family":"Svensson",'
         '"given":["Anna"]}]}\'\n\n'
@@ -74,6 +75,9 @@ def serve(
         demo=not no_demo,
     )
     logs.configure()
+    # uvicorn re-raises the signal that stopped it; make SIGTERM unwind like Ctrl-C does, so the
+    # embedded PostgreSQL is stopped and the lock released on either.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     lock = DataDirLock(config.data_dir)
     embedded = EmbeddedPostgres(config.data_dir)
     url = config.database_url
@@ -118,7 +122,7 @@ async def _serve(config: Config, database_url: str) -> None:
                 return
             await asyncio.sleep(0.05)
         base = config.public_base_url or f"http://{config.host}:{_bound_port(server, config)}/fhir"
-        console.print(_examples(base))
+        console.print(_examples(base), soft_wrap=True, highlight=False)
         started.set_result(None)
 
     task = asyncio.create_task(announce())

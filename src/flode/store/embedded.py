@@ -77,16 +77,29 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        from pgserver import postgres_server  # only the embedded mode needs it
-
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         logging.getLogger("pgserver").setLevel(logging.WARNING)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+            from pgserver import postgres_server  # only the embedded mode needs it
+
             self._server = postgres_server.get_server(self.pgdata, cleanup_mode="stop")
         return str(self._server.get_uri())
 
     def stop(self) -> None:
         if self._server is not None:
+            self._forget_dead_processes()
             self._server.cleanup()
             self._server = None
+
+    def _forget_dead_processes(self) -> None:
+        """A process killed without cleaning up stays on pgserver's list of users of the data
+        directory, and the server would then never be stopped. Drop such processes first."""
+        import psutil
+
+        server = self._server
+        with server._lock:
+            pids = server.global_process_id_list.get()
+            alive = [pid for pid in pids if psutil.pid_exists(pid)]
+            if alive != pids:
+                server.global_process_id_list.put(alive)

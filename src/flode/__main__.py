@@ -1,0 +1,3 @@
+from flode.cli import main
+
+main()

@@ -1,0 +1,137 @@
+"""`flode serve` as an operator runs it: a real process on an embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+FLODE = [sys.executable, "-m", "flode"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until_serving(base: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"flode serve exited early: {process.communicate()}")
+        try:
+            if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("flode serve did not start in time")
+
+
+def postgres_running(data_dir: Path) -> bool:
+    pid_file = data_dir / "pgdata" / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def serving(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    process = subprocess.Popen(
+        [*FLODE, "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}/fhir"
+    try:
+        wait_until_serving(base, process)
+        yield process, base, data_dir
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=30)
+
+
+def test_serve_seeds_the_demo_region_and_prints_how_to_try_it(
+    serving: tuple[subprocess.Popen[str], str, Path],
+) -> None:
+    process, base, _ = serving
+    bundle = httpx.get(f"{base}/Patient", params={"_total": "accurate"}).json()
+    assert bundle["total"] == 12
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert base in err
+    assert err.count("curl ") == 3
+
+
+def test_a_second_serve_on_the_same_data_directory_says_one_is_already_running(
+    serving: tuple[subprocess.Popen[str], str, Path],
+) -> None:
+    _, _, data_dir = serving
+    second = subprocess.run(
+        [*FLODE, "serve", "--data-dir", str(data_dir), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_serve_stops_the_embedded_postgresql_and_data_survives_a_restart(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    command = [*FLODE, "serve", "--no-demo", "--data-dir", str(data_dir), "--port", str(port)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until_serving(base, first)
+    assert httpx.get(f"{base}/Patient").json()["total"] == 0
+    created = httpx.post(f"{base}/Patient", json={"resourceType": "Patient", "gender": "other"})
+    assert created.status_code == 201
+    assert postgres_running(data_dir)
+    first.send_signal(stop)
+    first.communicate(timeout=30)
+    assert first.returncode is not None
+    assert not postgres_running(data_dir)
+
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until_serving(base, second)
+        again = httpx.get(f"{base}/Patient/{created.json()['id']}")
+        assert again.status_code == 200
+        assert again.json()["gender"] == "other"
+    finally:
+        second.send_signal(signal.SIGINT)
+        second.communicate(timeout=30)
+
+
+def test_serve_refuses_both_a_data_directory_and_a_database_url(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*FLODE, "serve", "--data-dir", str(tmp_path), "--database-url", "postgresql://x/y"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "either --data-dir or --database-url" in result.stderr

@@ -97,3 +97,18 @@ async def test_if_modified_since_after_the_last_update_returns_304(
     earlier = "Mon, 01 Jan 2001 00:00:00 GMT"
     response = await client.get(f"Patient/{id}", headers={"If-Modified-Since": earlier})
     assert response.status_code == 200
+
+
+async def test_head_answers_like_read_without_a_body_and_changes_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    new = (await created(client, patient())).json()
+    for _ in range(2):
+        response = await client.head(f"Patient/{new['id']}")
+        assert response.status_code == 200
+        assert response.headers["etag"] == 'W/"1"'
+        assert response.content == b""
+    assert (await client.head(f"Patient?_id={new['id']}")).status_code == 200
+    still = await client.get(f"Patient/{new['id']}")
+    assert still.status_code == 200
+    assert still.json()["meta"]["versionId"] == "1"

@@ -82,7 +82,7 @@ async def type_level(request: Request) -> Response:
     resource_type = request.path_params["type"]
     method = request.method
     limit = config_of(request).max_body_bytes
-    if method == "GET":
+    if method in ("GET", "HEAD"):
         outcome = await search.search(
             services, ctx, resource_type, params(request), Prefer.of(request).strict
         )
@@ -106,6 +106,7 @@ async def type_level(request: Request) -> Response:
         if_match = version_from_etag(request.headers.get("if-match"), "If-Match")
         outcome = await update.conditional_update(services, resource_type, criteria, body, if_match)
         return respond(request, ctx, outcome, write=True)
+    assert method == "DELETE"
     outcome = await delete.conditional_delete(services, resource_type, criteria)
     return respond(request, ctx, outcome, write=True)
 
@@ -140,7 +141,7 @@ async def instance(request: Request) -> Response:
     resource_type, id = request.path_params["type"], request.path_params["id"]
     method = request.method
     limit = config_of(request).max_body_bytes
-    if method == "GET":
+    if method in ("GET", "HEAD"):
         response = respond(request, ctx, await read.read(services, resource_type, id))
         if _not_modified(request, response):
             return Response(status_code=304, headers={"ETag": response.headers["etag"]})
@@ -155,6 +156,7 @@ async def instance(request: Request) -> Response:
         operations = await read_json(request, limit)
         outcome = await patch.patch(services, resource_type, id, operations, if_match)
     else:
+        assert method == "DELETE"
         outcome = await delete.delete(services, resource_type, id)
     return respond(request, ctx, outcome, write=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -75,5 +74,3 @@ def server(database_url: str, test_config: Config) -> Iterator[Server]:
 async def client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.base_url + "/", timeout=30) as c:
         yield c
-
-

@@ -47,9 +47,8 @@ def without_version_meta(resource: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def round_trip(client: httpx.AsyncClient, path: Path) -> str | None:
+async def round_trip(client: httpx.AsyncClient, path: Path, raw: bytes) -> str | None:
     """None if the example came back as sent, otherwise what went wrong."""
-    raw = path.read_bytes()
     sent = json.loads(raw)
     url = f"{sent['resourceType']}/{sent['id']}"
     put = await client.put(url, content=raw, headers={"Content-Type": "application/fhir+json"})
@@ -73,8 +72,12 @@ async def round_trip(client: httpx.AsyncClient, path: Path) -> str | None:
 async def check_all(client: httpx.AsyncClient, paths: list[Path]) -> list[str]:
     failures: list[str] = []
     for start in range(0, len(paths), 8):
-        results = await asyncio.gather(*(round_trip(client, p) for p in paths[start : start + 8]))
-        failures += [f"{p.name}: {r}" for p, r in zip(paths[start : start + 8], results) if r]
+        results = await asyncio.gather(
+            *(round_trip(client, p, p.read_bytes()) for p in paths[start : start + 8])
+        )
+        failures += [
+            f"{p.name}: {r}" for p, r in zip(paths[start : start + 8], results, strict=True) if r
+        ]
     return failures
 
 

@@ -135,3 +135,27 @@ def test_serve_refuses_both_a_data_directory_and_a_database_url(tmp_path: Path) 
     )
     assert result.returncode == 2
     assert "either --data-dir or --database-url" in result.stderr
+
+
+def test_serve_uses_the_postgresql_named_by_flode_database_url(
+    database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    env = {**os.environ, "FLODE_DATABASE_URL": database_url}
+    process = subprocess.Popen(
+        [*FLODE, "serve", "--no-demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        wait_until_serving(base, process)
+        created = httpx.post(f"{base}/Patient", json={"resourceType": "Patient"})
+        assert created.status_code == 201
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert not (tmp_path / ".flode").exists(), "no embedded PostgreSQL was started"

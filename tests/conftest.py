@@ -12,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 
+from flode import logs
 from flode.app import build_app
 from flode.config import Config
 from flode.store.embedded import EmbeddedPostgres
@@ -26,6 +27,9 @@ class Server:
     """The FHIR base, e.g. http://127.0.0.1:43123/fhir"""
     root_url: str
     database_url: str
+
+
+logs.configure(json_lines=True)
 
 
 @pytest.fixture(scope="session")

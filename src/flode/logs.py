@@ -12,7 +12,10 @@ def configure(json_lines: bool | None = None, level: int = logging.INFO) -> None
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if json_lines
+        # Plain tracebacks: rendering every frame's locals can take seconds on a deep stack.
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[

@@ -46,7 +46,7 @@ def _resource(services: Services, resource_type: str) -> dict[str, Any]:
         "readHistory": True,
         "updateCreate": True,
         "conditionalCreate": True,
-        "conditionalRead": "not-supported",
+        "conditionalRead": "full-support",  # If-None-Match and If-Modified-Since
         "conditionalUpdate": True,
         "conditionalDelete": "single",
         "searchParam": [

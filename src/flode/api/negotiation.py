@@ -27,7 +27,9 @@ def response_type(request: Request) -> str:
     """The media type to answer with; 406 for a format Flöde does not speak (XML, for now)."""
     fmt = request.query_params.get("_format")
     if fmt is not None:
-        fmt = fmt.strip().lower().split(";")[0]
+        # An unencoded '+' (`_format=application/fhir+json`, as the spec writes it) arrives
+        # as a space.
+        fmt = fmt.lower().split(";")[0].strip().replace(" ", "+")
         if fmt in _FORMAT_ALIASES:
             return _FORMAT_ALIASES[fmt]
         if fmt in _XML:

@@ -4,6 +4,7 @@ interaction and nothing more."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
 
 from starlette.requests import Request
@@ -38,9 +39,17 @@ def config_of(request: Request) -> Config:
     return config
 
 
+def _refuse_nul(values: Iterable[str]) -> None:
+    """No FHIR id, search value or parameter holds a NUL, and PostgreSQL text cannot."""
+    if any("\x00" in value for value in values):
+        raise bad_request("The request holds a NUL character (%00), which no FHIR value may")
+
+
 def context(request: Request) -> RequestContext:
     """Built once per request at the edge; authentication will fill in who is asking."""
     response_type(request)  # refuse an unanswerable Accept before doing any work
+    _refuse_nul(request.path_params.values())
+    _refuse_nul(part for item in request.query_params.multi_items() for part in item)
     config = config_of(request)
     base_url = config.public_base_url or (
         f"{request.url.scheme}://{request.url.netloc}{config.base_path}"
@@ -60,6 +69,7 @@ def _criteria(raw: str) -> list[tuple[str, str]]:
     found = parse_qsl(query, keep_blank_values=True)
     if not found:
         raise bad_request("If-None-Exist must hold search criteria like 'identifier=sys|123'")
+    _refuse_nul(part for item in found for part in item)
     return found
 
 
@@ -92,7 +102,7 @@ async def type_level(request: Request) -> Response:
         body = await read_json(request, limit)
         condition = request.headers.get("if-none-exist")
         outcome = await create.create(
-            services, resource_type, body, _criteria(condition) if condition else None
+            services, resource_type, body, None if condition is None else _criteria(condition)
         )
         return respond(request, ctx, outcome, write=True)
     criteria = params(request)
@@ -157,7 +167,7 @@ async def instance(request: Request) -> Response:
         outcome = await patch.patch(services, resource_type, id, operations, if_match)
     else:
         assert method == "DELETE"
-        outcome = await delete.delete(services, resource_type, id)
+        outcome = await delete.delete(services, resource_type, id, if_match)
     return respond(request, ctx, outcome, write=True)
 
 

@@ -12,8 +12,12 @@ from flode.fhir.errors import bad_request
 _PATTERN = re.compile(
     r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
     r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d{1,9}))?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    r"(?P<tz>Z|[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00))?)?)?)?$",
+    re.ASCII,
 )
+# The ends of time: a range reaching past them is cut off there.
+_MIN = datetime.min.replace(tzinfo=UTC)
+_MAX = datetime.max.replace(tzinfo=UTC)
 
 
 def _add_months(value: datetime, months: int) -> datetime:
@@ -45,19 +49,30 @@ def parse_range(text: str, name: str = "date") -> tuple[datetime, datetime]:
         )
     except ValueError:
         raise bad_request(f"'{text}' is not a valid date in '{name}'", name) from None
-    if g["f"]:
-        high = low + timedelta(microseconds=10 ** max(0, 6 - len(g["f"])))
-    elif g["S"]:
-        high = low + timedelta(seconds=1)
-    elif g["M"]:
-        high = low + timedelta(minutes=1)
-    elif g["d"]:
-        high = low + timedelta(days=1)
-    elif g["m"]:
-        high = _add_months(low, 1)
-    else:
-        high = low.replace(year=low.year + 1)
-    return low.astimezone(UTC), high.astimezone(UTC)
+    try:
+        if g["f"]:
+            high = low + timedelta(microseconds=10 ** max(0, 6 - len(g["f"])))
+        elif g["S"]:
+            high = low + timedelta(seconds=1)
+        elif g["M"]:
+            high = low + timedelta(minutes=1)
+        elif g["d"]:
+            high = low + timedelta(days=1)
+        elif g["m"]:
+            high = _add_months(low, 1)
+        else:
+            high = low.replace(year=low.year + 1)
+    except (OverflowError, ValueError):  # past the year 9999
+        high = _MAX
+    return _utc(low), _utc(high)
+
+
+def _utc(value: datetime) -> datetime:
+    """`value` in UTC, held within the years 1 to 9999."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return _MIN if value.year == 1 else _MAX
 
 
 def parse_instant(text: str, name: str) -> datetime:

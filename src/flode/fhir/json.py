@@ -32,18 +32,36 @@ class Decimal(float):
         return self.text
 
 
+# Deeper documents are refused: no FHIR resource nests this far, and orjson writes at most 254
+# levels, so everything accepted can be written back.
+MAX_DEPTH = 200
+# orjson writes integers of at most 64 bits; larger ones are kept as `Decimal`s.
+_INT_RANGE = range(-(2**63), 2**64)
+
+
 def _has_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_float(v) for v in value)
-    return False
+    """Whether `value` holds a non-integer number; a 400 if it nests deeper than MAX_DEPTH."""
+    found = False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, float):
+            found = True
+        elif isinstance(node, dict | list):
+            if depth > MAX_DEPTH:
+                raise bad_request(f"The JSON document nests deeper than {MAX_DEPTH} levels")
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return found
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _int(text: str) -> int | Decimal:
+    value = int(text)
+    return value if value in _INT_RANGE else Decimal(text)
 
 
 def loads(body: bytes | str) -> Any:
@@ -53,7 +71,9 @@ def loads(body: bytes | str) -> Any:
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"The body is not valid JSON: {exc}") from None
     if _has_float(value):
-        value = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        value = json.loads(
+            body, parse_float=Decimal, parse_int=_int, parse_constant=_reject_constant
+        )
     return value
 
 

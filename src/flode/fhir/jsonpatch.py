@@ -85,6 +85,20 @@ def _add(doc: Any, tokens: list[str], value: Any, index: int) -> Any:
     return doc
 
 
+def _equal(a: Any, b: Any) -> bool:
+    """JSON equality (RFC 6902 section 4.6): numbers compare by value, but a boolean is never
+    equal to a number (as Python's `True == 1` would have it)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[key], b[key]) for key in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and bool(a == b)
+
+
 def apply_patch(document: Any, operations: Any) -> Any:
     if not isinstance(operations, list):
         raise bad_request("A JSON Patch document must be a JSON array of operations")
@@ -123,6 +137,6 @@ def apply_patch(document: Any, operations: Any) -> Any:
                 else copy.deepcopy(_get(doc, source, index))
             )
             doc = _add(doc, path, value, index)
-        elif _get(doc, path, index) != op["value"]:
+        elif not _equal(_get(doc, path, index), op["value"]):
             raise _unprocessable(index, f"test failed: the value at '{op['path']}' differs")
     return doc

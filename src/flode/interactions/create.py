@@ -49,6 +49,9 @@ async def create(
     if_none_exist: Sequence[tuple[str, str]] | None = None,
 ) -> Outcome:
     check_type(services, resource_type)
+    if isinstance(body, dict):
+        # The server assigns the id; one in the body is ignored, so it is not validated either.
+        body = {key: value for key, value in body.items() if key != "id"}
     resource = check_body(services, resource_type, body)
     async with services.store.transaction() as tx:
         if if_none_exist:

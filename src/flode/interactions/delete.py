@@ -41,12 +41,19 @@ async def _tombstone(tx: Transaction, current: Current) -> Outcome:
     )
 
 
-async def delete(services: Services, resource_type: str, id: str) -> Outcome:
+async def delete(
+    services: Services, resource_type: str, id: str, if_match: int | None = None
+) -> Outcome:
     check_type(services, resource_type)
     async with services.store.transaction() as tx:
         current = await tx.current(resource_type, id)
         if current is None:
             raise not_found(f"{resource_type}/{id} is not known")
+        if if_match is not None and if_match != current.version:
+            raise precondition_failed(
+                f'If-Match W/"{if_match}" does not match the current version '
+                f'W/"{current.version}" of {resource_type}/{id}'
+            )
         return await _tombstone(tx, current)
 
 

@@ -49,6 +49,8 @@ class Page:
         fixed = [*kept, ("_count", str(self.count)), ("_snapshot", format_instant(self.snapshot))]
         out = [link("self", url, [*fixed, ("_offset", str(self.offset))])]
         out.append(link("first", url, [*fixed, ("_offset", "0")]))
+        if self.count == 0:  # `_count=0` asks only for the total: there are no pages to page
+            return out
         if self.offset > 0:
             previous = max(0, self.offset - self.count)
             out.append(link("previous", url, [*fixed, ("_offset", str(previous))]))

@@ -101,6 +101,8 @@ async def conditional_update(
                 tx, current, resource_type, current.id, resource, "PUT", if_match
             )
         if body_id is None:
+            if if_match is not None:
+                raise precondition_failed("If-Match given, but no resource matches the criteria")
             return Outcome(201, await insert_new(tx, resource_type, resource))
         check_id(body_id)
         existing = await tx.current(resource_type, body_id)

@@ -17,25 +17,24 @@ _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 def _last_updated(raw: str, args: Args) -> str:
     ors = []
+    col = "r.last_updated"
     for value in raw.split(","):
         prefix = value[:2] if value[:2] in _PREFIXES else "eq"
         text = value[2:] if value[:2] in _PREFIXES else value
         low, high = parse_range(text, "_lastUpdated")
-        lo, hi = args.add(low), args.add(high)
-        col = "r.last_updated"
-        ors.append(
-            {
-                "eq": f"({col} >= {lo} AND {col} < {hi})",
-                "ap": f"({col} >= {lo} AND {col} < {hi})",
-                "ne": f"({col} < {lo} OR {col} >= {hi})",
-                "gt": f"{col} >= {hi}",
-                "sa": f"{col} >= {hi}",
-                "lt": f"{col} < {lo}",
-                "eb": f"{col} < {lo}",
-                "ge": f"{col} >= {lo}",
-                "le": f"{col} < {hi}",
-            }[prefix]
-        )
+        # Only the bounds a prefix uses become arguments: PostgreSQL cannot type an unused one.
+        if prefix in ("gt", "sa"):
+            ors.append(f"{col} >= {args.add(high)}")
+        elif prefix in ("lt", "eb"):
+            ors.append(f"{col} < {args.add(low)}")
+        elif prefix == "ge":
+            ors.append(f"{col} >= {args.add(low)}")
+        elif prefix == "le":
+            ors.append(f"{col} < {args.add(high)}")
+        elif prefix == "ne":
+            ors.append(f"({col} < {args.add(low)} OR {col} >= {args.add(high)})")
+        else:  # eq, ap
+            ors.append(f"({col} >= {args.add(low)} AND {col} < {args.add(high)})")
     return "(" + " OR ".join(ors) + ")"
 
 

@@ -71,7 +71,8 @@ class Store:
         if query.id is not None:
             where.append(f"r.id = {args.add(query.id)}")
         if query.since is not None:
-            where.append(f"v.last_updated > {args.add(query.since)}")
+            # "created at or after the given instant" (http.html#history)
+            where.append(f"v.last_updated >= {args.add(query.since)}")
         if query.at is not None:
             # A version was current from its last_updated until the next version's.
             low, high = args.add(query.at[0]), args.add(query.at[1])
@@ -121,11 +122,14 @@ class Store:
             yield Transaction(conn)
 
 
-_CURRENT = """SELECT r.pk, r.resource_type, r.id, r.version, r.last_updated, r.deleted, v.content
-    FROM resource r JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version"""
+# Locks only `resource`: under READ COMMITTED a row locked after a concurrent update is re-read
+# at its newest version, but a joined `resource_version` row would be the stale one and the join
+# would drop the row. The content is read by a second statement, whose snapshot sees the
+# version the lock holder committed.
+_CURRENT = """SELECT pk, resource_type, id, version, last_updated, deleted FROM resource r"""
 
 
-def _current(row: asyncpg.Record) -> Current:
+def _current(row: asyncpg.Record, content: str | None) -> Current:
     return Current(
         row["pk"],
         row["resource_type"],
@@ -133,7 +137,7 @@ def _current(row: asyncpg.Record) -> Current:
         row["version"],
         row["last_updated"],
         row["deleted"],
-        row["content"],
+        content,
     )
 
 
@@ -149,11 +153,11 @@ class Transaction:
 
     async def current(self, resource_type: str, id: str) -> Current | None:
         row = await self.conn.fetchrow(
-            f"{_CURRENT} WHERE r.resource_type = $1 AND r.id = $2 FOR UPDATE OF r",
+            f"{_CURRENT} WHERE r.resource_type = $1 AND r.id = $2 FOR UPDATE",
             resource_type,
             id,
         )
-        return None if row is None else _current(row)
+        return None if row is None else (await self._with_content([row]))[0]
 
     async def find(self, resource_type: str, where: str, args: Args, limit: int) -> list[Current]:
         """Current, non-deleted resources matching a compiled predicate, locked."""
@@ -163,7 +167,21 @@ class Transaction:
                 AND {where} ORDER BY r.pk LIMIT {args.add(limit)} FOR UPDATE OF r""",
             *args.values,
         )
-        return [_current(row) for row in rows]
+        return await self._with_content(rows)
+
+    async def _with_content(self, rows: Sequence[asyncpg.Record]) -> list[Current]:
+        """The locked rows with the content of their current versions."""
+        if not rows:
+            return []
+        found = await self.conn.fetch(
+            """SELECT v.resource_pk, v.content FROM resource_version v
+               JOIN unnest($1::bigint[], $2::integer[]) AS c (pk, version)
+               ON v.resource_pk = c.pk AND v.version = c.version""",
+            [row["pk"] for row in rows],
+            [row["version"] for row in rows],
+        )
+        content = {f["resource_pk"]: f["content"] for f in found}
+        return [_current(row, content[row["pk"]]) for row in rows]
 
     async def insert(
         self,

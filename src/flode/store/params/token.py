@@ -6,16 +6,26 @@ indexed, which conditional create/update/delete need.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from flode.fhir.errors import bad_request
 from flode.store.sql import Args
 
 IDENTIFIER = "identifier"
+# A btree index row holds at most about 2.7 kB. A longer system or code is indexed, and searched
+# for, by its digest instead, so matching stays exact.
+MAX_INDEXED_BYTES = 512
+
+
+def indexed(text: str) -> str:
+    """The form of a system or code in `search_token`."""
+    raw = text.encode()
+    return text if len(raw) <= MAX_INDEXED_BYTES else f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
 def identifier_rows(resource: dict[str, Any]) -> list[tuple[str | None, str]]:
-    """(system, value) of every top-level Identifier the resource carries."""
+    """(system, value) of every top-level Identifier the resource carries, as indexed."""
     found = resource.get("identifier")
     if found is None:
         return []
@@ -24,7 +34,9 @@ def identifier_rows(resource: dict[str, Any]) -> list[tuple[str | None, str]]:
     for item in items:
         if isinstance(item, dict) and isinstance(item.get("value"), str):
             system = item.get("system")
-            rows.append((system if isinstance(system, str) else None, item["value"]))
+            rows.append(
+                (indexed(system) if isinstance(system, str) else None, indexed(item["value"]))
+            )
     return rows
 
 
@@ -36,6 +48,7 @@ def predicate(param: str, raw: str, args: Args) -> str:
         system, sep, code = value.partition("|") if "|" in value else ("", "", value)
         if not system and not code:
             raise bad_request(f"Empty value in search parameter '{param}'", param)
+        system, code = indexed(system), indexed(code)
         if not sep:
             ors.append(f"t.code = {args.add(code)}")
         elif not system:

@@ -17,6 +17,7 @@ from flode.api import errors
 from flode.api.observability import Metrics, RequestLog, healthz, metrics_endpoint
 from flode.api.routes import fhir_routes
 from flode.config import Config
+from flode.context import RequestContext
 from flode.fhir.definitions import Definitions
 from flode.fhir.errors import FhirError
 from flode.fhir.validation import Validator
@@ -60,9 +61,10 @@ async def seed_demo(services: Services) -> int:
 
     if await services.store.pool.fetchval("SELECT EXISTS (SELECT 1 FROM resource)"):
         return 0
+    ctx = RequestContext.system("demo")
     resources = demo_resources()
     for resource in resources:
-        await update(services, resource["resourceType"], resource["id"], resource)
+        await update(services, ctx, resource["resourceType"], resource["id"], resource)
     return len(resources)
 
 

@@ -22,3 +22,8 @@ class RequestContext:
     scopes: frozenset[str] = field(default_factory=frozenset)
     purpose_of_use: str = "TREAT"
     emergency_reason: str | None = None
+
+    @classmethod
+    def system(cls, task: str) -> RequestContext:
+        """Flöde itself acting outside any HTTP request (e.g. seeding the demo region)."""
+        return cls(request_id=f"system:{task}", base_url="")

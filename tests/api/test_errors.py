@@ -165,3 +165,12 @@ async def test_a_nul_character_anywhere_in_the_url_is_a_400(client: httpx.AsyncC
     )
     assert_outcome(response, 400)
     await still_serving(client)
+
+
+async def test_writes_to_the_get_only_system_endpoints_return_405(
+    client: httpx.AsyncClient,
+) -> None:
+    for method, path in [("PUT", "metadata"), ("POST", "metadata"), ("DELETE", "_history")]:
+        response = await client.request(method, path + "?_id=x")
+        assert response.status_code == 405, (method, path)
+        assert response.json()["resourceType"] == "OperationOutcome"

@@ -24,7 +24,7 @@ from flode.api.negotiation import (
 from flode.api.responses import fhir_response, respond
 from flode.config import Config
 from flode.context import RequestContext
-from flode.fhir.errors import bad_request
+from flode.fhir.errors import bad_request, error
 from flode.interactions import create, delete, history, patch, read, search, update
 from flode.interactions.services import Services
 
@@ -91,6 +91,8 @@ async def type_level(request: Request) -> Response:
     services = services_of(request)
     resource_type = request.path_params["type"]
     method = request.method
+    if resource_type in ("metadata", "_history"):  # GET-only endpoints, not resource types
+        raise error(405, "not-supported", f"{method} is not allowed on {request.url.path}")
     limit = config_of(request).max_body_bytes
     if method in ("GET", "HEAD"):
         outcome = await search.search(
@@ -102,7 +104,7 @@ async def type_level(request: Request) -> Response:
         body = await read_json(request, limit)
         condition = request.headers.get("if-none-exist")
         outcome = await create.create(
-            services, resource_type, body, None if condition is None else _criteria(condition)
+            services, ctx, resource_type, body, None if condition is None else _criteria(condition)
         )
         return respond(request, ctx, outcome, write=True)
     criteria = params(request)
@@ -114,10 +116,12 @@ async def type_level(request: Request) -> Response:
         check_content_type(request)
         body = await read_json(request, limit)
         if_match = version_from_etag(request.headers.get("if-match"), "If-Match")
-        outcome = await update.conditional_update(services, resource_type, criteria, body, if_match)
+        outcome = await update.conditional_update(
+            services, ctx, resource_type, criteria, body, if_match
+        )
         return respond(request, ctx, outcome, write=True)
     assert method == "DELETE"
-    outcome = await delete.conditional_delete(services, resource_type, criteria)
+    outcome = await delete.conditional_delete(services, ctx, resource_type, criteria)
     return respond(request, ctx, outcome, write=True)
 
 
@@ -152,7 +156,7 @@ async def instance(request: Request) -> Response:
     method = request.method
     limit = config_of(request).max_body_bytes
     if method in ("GET", "HEAD"):
-        response = respond(request, ctx, await read.read(services, resource_type, id))
+        response = respond(request, ctx, await read.read(services, ctx, resource_type, id))
         if _not_modified(request, response):
             return Response(status_code=304, headers={"ETag": response.headers["etag"]})
         return response
@@ -160,14 +164,14 @@ async def instance(request: Request) -> Response:
     if method == "PUT":
         check_content_type(request)
         body = await read_json(request, limit)
-        outcome = await update.update(services, resource_type, id, body, if_match)
+        outcome = await update.update(services, ctx, resource_type, id, body, if_match)
     elif method == "PATCH":
         check_content_type(request, (JSON_PATCH,))
         operations = await read_json(request, limit)
-        outcome = await patch.patch(services, resource_type, id, operations, if_match)
+        outcome = await patch.patch(services, ctx, resource_type, id, operations, if_match)
     else:
         assert method == "DELETE"
-        outcome = await delete.delete(services, resource_type, id, if_match)
+        outcome = await delete.delete(services, ctx, resource_type, id, if_match)
     return respond(request, ctx, outcome, write=True)
 
 
@@ -186,7 +190,7 @@ async def instance_history(request: Request) -> Response:
 async def version_read(request: Request) -> Response:
     ctx = context(request)
     p = request.path_params
-    outcome = await read.vread(services_of(request), p["type"], p["id"], p["vid"])
+    outcome = await read.vread(services_of(request), ctx, p["type"], p["id"], p["vid"])
     return respond(request, ctx, outcome)
 
 

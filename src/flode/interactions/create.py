@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from flode.context import RequestContext
 from flode.fhir.errors import precondition_failed
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
@@ -44,6 +45,7 @@ async def insert_new(tx: Transaction, resource_type: str, resource: dict[str, An
 
 async def create(
     services: Services,
+    ctx: RequestContext,
     resource_type: str,
     body: Any,
     if_none_exist: Sequence[tuple[str, str]] | None = None,

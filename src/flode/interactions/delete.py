@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from flode.context import RequestContext
 from flode.fhir.errors import not_found, precondition_failed
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
@@ -42,7 +43,11 @@ async def _tombstone(tx: Transaction, current: Current) -> Outcome:
 
 
 async def delete(
-    services: Services, resource_type: str, id: str, if_match: int | None = None
+    services: Services,
+    ctx: RequestContext,
+    resource_type: str,
+    id: str,
+    if_match: int | None = None,
 ) -> Outcome:
     check_type(services, resource_type)
     async with services.store.transaction() as tx:
@@ -58,7 +63,7 @@ async def delete(
 
 
 async def conditional_delete(
-    services: Services, resource_type: str, criteria: Sequence[tuple[str, str]]
+    services: Services, ctx: RequestContext, resource_type: str, criteria: Sequence[tuple[str, str]]
 ) -> Outcome:
     check_type(services, resource_type)
     where, args = compile_criteria(criteria)

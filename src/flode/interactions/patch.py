@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flode.context import RequestContext
 from flode.fhir import json
 from flode.fhir.errors import bad_request, not_found
 from flode.fhir.jsonpatch import apply_patch
@@ -16,7 +17,12 @@ from flode.store.records import Version
 
 
 async def patch(
-    services: Services, resource_type: str, id: str, operations: Any, if_match: int | None = None
+    services: Services,
+    ctx: RequestContext,
+    resource_type: str,
+    id: str,
+    operations: Any,
+    if_match: int | None = None,
 ) -> Outcome:
     check_type(services, resource_type)
     async with services.store.transaction() as tx:

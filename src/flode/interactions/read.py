@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flode.context import RequestContext
 from flode.fhir.errors import FhirError, Issue, not_found
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
@@ -17,7 +18,7 @@ def gone(version: Version) -> FhirError:
     )
 
 
-async def read(services: Services, resource_type: str, id: str) -> Outcome:
+async def read(services: Services, ctx: RequestContext, resource_type: str, id: str) -> Outcome:
     check_type(services, resource_type)
     version = await services.store.read(resource_type, id)
     if version is None:
@@ -27,7 +28,9 @@ async def read(services: Services, resource_type: str, id: str) -> Outcome:
     return Outcome(200, version)
 
 
-async def vread(services: Services, resource_type: str, id: str, version_id: str) -> Outcome:
+async def vread(
+    services: Services, ctx: RequestContext, resource_type: str, id: str, version_id: str
+) -> Outcome:
     check_type(services, resource_type)
     if not version_id.isdigit() or len(version_id) > 9:
         raise not_found(f"{resource_type}/{id} has no version '{version_id}'")

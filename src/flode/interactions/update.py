@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from flode.context import RequestContext
 from flode.fhir.errors import bad_request, precondition_failed
 from flode.interactions.create import insert_new
 from flode.interactions.outcome import Outcome
@@ -56,7 +57,12 @@ async def write_version(
 
 
 async def update(
-    services: Services, resource_type: str, id: str, body: Any, if_match: int | None = None
+    services: Services,
+    ctx: RequestContext,
+    resource_type: str,
+    id: str,
+    body: Any,
+    if_match: int | None = None,
 ) -> Outcome:
     check_type(services, resource_type)
     check_id(id)
@@ -72,6 +78,7 @@ async def update(
 
 async def conditional_update(
     services: Services,
+    ctx: RequestContext,
     resource_type: str,
     criteria: Sequence[tuple[str, str]],
     body: Any,

@@ -26,9 +26,10 @@ from flode.store.migrate import migrate
 from flode.store.repository import Store
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    # Short OLTP statements: the JIT only costs time here.
-    await conn.execute("SET jit = off")
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a connection to the pool without asyncpg's full session reset (one more round
+    trip per request). Flöde keeps no session state: locks are transaction-scoped, and asyncpg
+    still rolls back a transaction left open."""
 
 
 async def open_pool(database_url: str, config: Config) -> asyncpg.Pool:
@@ -36,7 +37,9 @@ async def open_pool(database_url: str, config: Config) -> asyncpg.Pool:
         database_url,
         min_size=config.pool_min_size,
         max_size=config.pool_max_size,
-        init=_init_connection,
+        # Short OLTP statements: the JIT only costs time here.
+        server_settings={"jit": "off"},
+        reset=_keep_session,
     )
     assert pool is not None
     return pool

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 import uvicorn
+import uvloop
 from rich.console import Console
 
 from flode import __version__, logs
@@ -86,7 +87,7 @@ def serve(
             lock.acquire()
             with console.status("Starting the embedded PostgreSQL…"):
                 url = embedded.start()
-        asyncio.run(_serve(config, url))
+        uvloop.run(_serve(config, url))
     except AlreadyRunning as exc:
         console.print(f"[red]{exc}[/red]")
         sys.exit(1)

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
+import orjson
 import structlog
 
 
 def configure(json_lines: bool | None = None, level: int = logging.INFO) -> None:
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if json_lines
+    renderer: structlog.typing.Processor
+    factory: Any
+    if json_lines:
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
+    else:
         # Plain tracebacks: rendering every frame's locals can take seconds on a deep stack.
-        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
-    )
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        factory = structlog.PrintLoggerFactory(sys.stderr)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -26,6 +31,6 @@ def configure(json_lines: bool | None = None, level: int = logging.INFO) -> None
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )

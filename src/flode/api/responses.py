@@ -23,7 +23,7 @@ def fhir_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """A FHIR JSON response in the negotiated media type, pretty-printed if asked for."""
-    media_type = response_type(request)
+    media_type = getattr(request.state, "media_type", None) or response_type(request)
     content: bytes | None
     if body is None:
         content = None

@@ -47,15 +47,22 @@ def _refuse_nul(values: Iterable[str]) -> None:
 
 def context(request: Request) -> RequestContext:
     """Built once per request at the edge; authentication will fill in who is asking."""
-    response_type(request)  # refuse an unanswerable Accept before doing any work
+    # Negotiated once, before any work: an unanswerable Accept is refused up front.
+    request.state.media_type = response_type(request)
     _refuse_nul(request.path_params.values())
     _refuse_nul(part for item in request.query_params.multi_items() for part in item)
     config = config_of(request)
-    base_url = config.public_base_url or (
-        f"{request.url.scheme}://{request.url.netloc}{config.base_path}"
-    )
+    base_url = config.public_base_url or _base_url(request, config.base_path)
     request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
     return RequestContext(request_id=request_id[:64], base_url=base_url.rstrip("/"))
+
+
+def _base_url(request: Request, base_path: str) -> str:
+    host = request.headers.get("host")
+    if host is None:
+        server = request.scope.get("server") or ("localhost", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{request.scope['scheme']}://{host}{base_path}"
 
 
 def params(request: Request) -> list[tuple[str, str]]:

@@ -82,4 +82,4 @@ def parse_instant(text: str, name: str) -> datetime:
 
 def format_instant(value: datetime) -> str:
     """A FHIR instant in UTC with microseconds, as Flöde writes meta.lastUpdated."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

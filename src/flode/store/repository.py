@@ -69,6 +69,8 @@ class Store:
         if query.resource_type is not None:
             where.append(f"v.resource_type = {args.add(query.resource_type)}")
         if query.id is not None:
+            assert query.resource_type is not None
+            where.append(f"r.resource_type = {args.add(query.resource_type)}")
             where.append(f"r.id = {args.add(query.id)}")
         if query.since is not None:
             # "created at or after the given instant" (http.html#history)

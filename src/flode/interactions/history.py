@@ -24,18 +24,17 @@ async def history(
 ) -> Outcome:
     if resource_type is not None:
         check_type(services, resource_type)
-    if (
-        id is not None
-        and resource_type is not None
-        and not await services.store.exists(resource_type, id)
-    ):
-        raise not_found(f"{resource_type}/{id} is not known")
+    pk = None
+    if id is not None and resource_type is not None:
+        pk = await services.store.pk_of(resource_type, id)
+        if pk is None:
+            raise not_found(f"{resource_type}/{id} is not known")
     values = dict(params)
     page = Page.parse(params, services.default_page_size, services.max_page_size)
     since = parse_instant(values["_since"], "_since") if "_since" in values else None
     at = parse_range(values["_at"], "_at") if "_at" in values else None
     query = HistoryQuery(
-        resource_type, id, page.snapshot, since, at, offset=page.offset, count=page.count
+        resource_type, pk, page.snapshot, since, at, offset=page.offset, count=page.count
     )
     versions = await services.store.history(query)
     has_next = len(versions) > page.count

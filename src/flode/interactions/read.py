@@ -36,7 +36,7 @@ async def vread(
         raise not_found(f"{resource_type}/{id} has no version '{version_id}'")
     version = await services.store.vread(resource_type, id, int(version_id))
     if version is None:
-        if await services.store.exists(resource_type, id):
+        if await services.store.pk_of(resource_type, id) is not None:
             raise not_found(f"{resource_type}/{id} has no version {version_id}")
         raise not_found(f"{resource_type}/{id} is not known")
     if version.deleted:

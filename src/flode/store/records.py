@@ -43,7 +43,7 @@ class HistoryQuery:
     """
 
     resource_type: str | None
-    id: str | None
+    resource_pk: int | None
     before: datetime
     since: datetime | None = None
     at: tuple[datetime, datetime] | None = None

@@ -56,11 +56,12 @@ class Store:
         )
         return None if row is None else _version(row)
 
-    async def exists(self, resource_type: str, id: str) -> bool:
-        found = await self.pool.fetchval(
-            "SELECT 1 FROM resource WHERE resource_type = $1 AND id = $2", resource_type, id
+    async def pk_of(self, resource_type: str, id: str) -> int | None:
+        """The storage key of a resource ever written (deleted or not), or None."""
+        pk: int | None = await self.pool.fetchval(
+            "SELECT pk FROM resource WHERE resource_type = $1 AND id = $2", resource_type, id
         )
-        return found is not None
+        return pk
 
     async def history(self, query: HistoryQuery) -> list[Version]:
         """Versions newest first; fetches `count + 1` so the caller knows if a next page exists."""
@@ -68,10 +69,8 @@ class Store:
         where = ["v.last_updated <= $1"]
         if query.resource_type is not None:
             where.append(f"v.resource_type = {args.add(query.resource_type)}")
-        if query.id is not None:
-            assert query.resource_type is not None
-            where.append(f"r.resource_type = {args.add(query.resource_type)}")
-            where.append(f"r.id = {args.add(query.id)}")
+        if query.resource_pk is not None:
+            where.append(f"v.resource_pk = {args.add(query.resource_pk)}")
         if query.since is not None:
             # "created at or after the given instant" (http.html#history)
             where.append(f"v.last_updated >= {args.add(query.since)}")
@@ -83,7 +82,11 @@ class Store:
                     SELECT 1 FROM resource_version n WHERE n.resource_pk = v.resource_pk
                     AND n.version = v.version + 1 AND n.last_updated <= {low})"""
             )
-        order = "v.version DESC" if query.id is not None else "v.last_updated DESC, v.resource_pk"
+        order = (
+            "v.version DESC"
+            if query.resource_pk is not None
+            else "v.last_updated DESC, v.resource_pk"
+        )
         rows = await self.pool.fetch(
             f"""SELECT {_VERSION_COLUMNS} FROM resource_version v
                 JOIN resource r ON r.pk = v.resource_pk

@@ -67,10 +67,11 @@ class Store:
         """Versions newest first; fetches `count + 1` so the caller knows if a next page exists."""
         args = Args(query.before)
         where = ["v.last_updated <= $1"]
-        if query.resource_type is not None:
-            where.append(f"v.resource_type = {args.add(query.resource_type)}")
         if query.resource_pk is not None:
+            # Only the key: a type condition beside it can lead the planner to the type index.
             where.append(f"v.resource_pk = {args.add(query.resource_pk)}")
+        elif query.resource_type is not None:
+            where.append(f"v.resource_type = {args.add(query.resource_type)}")
         if query.since is not None:
             # "created at or after the given instant" (http.html#history)
             where.append(f"v.last_updated >= {args.add(query.since)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -70,8 +71,6 @@ def params(request: Request) -> list[tuple[str, str]]:
 
 
 def _criteria(raw: str) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
     query = raw.split("?", 1)[1] if "?" in raw else raw
     found = parse_qsl(query, keep_blank_values=True)
     if not found:

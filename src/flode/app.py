@@ -20,8 +20,10 @@ from flode.config import Config
 from flode.context import RequestContext
 from flode.fhir.definitions import Definitions
 from flode.fhir.errors import FhirError
+from flode.fhir.search_parameters import SearchParameters
 from flode.fhir.validation import Validator
 from flode.interactions.services import Services
+from flode.store.indexer import Indexer
 from flode.store.migrate import migrate
 from flode.store.repository import Store
 
@@ -48,7 +50,7 @@ async def open_pool(database_url: str, config: Config) -> asyncpg.Pool:
 def build_services(pool: asyncpg.Pool, config: Config) -> Services:
     definitions = Definitions.load()
     return Services(
-        store=Store(pool),
+        store=Store(pool, Indexer(SearchParameters.load(definitions))),
         definitions=definitions,
         validator=Validator(definitions),
         default_page_size=config.default_page_size,

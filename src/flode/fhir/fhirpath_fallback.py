@@ -78,8 +78,11 @@ def compile_fallback(definitions: Definitions, expression: str, context: str) ->
     missing = sorted(set(_function_names(parsed)) - _FUNCTIONS)
     if missing:
         raise Unsupported(f"fhirpathpy lacks {', '.join(missing)}()")
-    compiled: Callable[..., list[Any]] = fhirpathpy.compile(expression, _MODEL, dict(_OPTIONS))
     is_resource = context in definitions.resource_types
+    if "%resource" in expression and not is_resource:
+        # A composite's component is evaluated on one element, without the resource around it.
+        raise Unsupported("%resource in an expression evaluated on an element")
+    compiled: Callable[..., list[Any]] = fhirpathpy.compile(expression, _MODEL, dict(_OPTIONS))
 
     def evaluate(value: Any) -> Nodes:
         root = value if is_resource else _node_of(value, context)

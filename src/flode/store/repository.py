@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from flode.store.params import token
+from flode.store.indexer import DELETE_STATEMENT, Indexer, insert_statement
 from flode.store.records import Current, HistoryQuery, Version
 from flode.store.sql import Args
 
@@ -32,8 +32,9 @@ def _version(row: asyncpg.Record) -> Version:
 class Store:
     """The resource store over a connection pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, indexer: Indexer) -> None:
         self.pool = pool
+        self.indexer = indexer
 
     async def read(self, resource_type: str, id: str) -> Version | None:
         row = await self.pool.fetchrow(
@@ -125,7 +126,7 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self.pool.acquire() as conn, conn.transaction():
-            yield Transaction(conn)
+            yield Transaction(conn, self.indexer)
 
 
 # Locks only `resource`: under READ COMMITTED a row locked after a concurrent update is re-read
@@ -150,8 +151,9 @@ def _current(row: asyncpg.Record, content: str | None) -> Current:
 class Transaction:
     """Writes inside one database transaction; rows read here are locked until it ends."""
 
-    def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy) -> None:
+    def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy, indexer: Indexer) -> None:
         self.conn = conn
+        self.indexer = indexer
 
     async def lock_key(self, key: str) -> None:
         """Serialise transactions that share `key` (e.g. the criteria of a conditional create)."""
@@ -209,7 +211,7 @@ class Transaction:
         if pk is None:
             return False
         await self._version(pk, resource_type, 1, last_updated, method, content)
-        await self._index(pk, resource_type, resource)
+        await self._index(pk, resource_type, resource, replace=False)
         return True
 
     async def update(
@@ -232,9 +234,7 @@ class Transaction:
         await self._version(
             current.pk, current.resource_type, version, last_updated, method, content
         )
-        await self.conn.execute("DELETE FROM search_token WHERE resource_pk = $1", current.pk)
-        if resource is not None:
-            await self._index(current.pk, current.resource_type, resource)
+        await self._index(current.pk, current.resource_type, resource, replace=True)
         return version
 
     async def _version(
@@ -258,11 +258,13 @@ class Transaction:
             content,
         )
 
-    async def _index(self, pk: int, resource_type: str, resource: dict[str, Any]) -> None:
-        rows: Sequence[tuple[str | None, str]] = token.identifier_rows(resource)
-        if rows:
-            await self.conn.executemany(
-                """INSERT INTO search_token (resource_pk, resource_type, param, system, code)
-                   VALUES ($1, $2, $3, $4, $5)""",
-                [(pk, resource_type, token.IDENTIFIER, s, c) for s, c in rows],
-            )
+    async def _index(
+        self, pk: int, resource_type: str, resource: dict[str, Any] | None, *, replace: bool
+    ) -> None:
+        """Replace the resource's index rows with those of `resource` (none for a deletion)."""
+        if replace:
+            await self.conn.execute(DELETE_STATEMENT, pk)
+        if resource is not None:
+            statement = insert_statement(pk, resource_type, self.indexer.rows(resource))
+            if statement is not None:
+                await self.conn.execute(statement[0], *statement[1])

@@ -1,0 +1,161 @@
+"""Index rows of one resource, for every search parameter of its type (docs/storage.md).
+
+The registry says which parameters a type has and evaluates their expressions; each type's
+module in `flode.store.params` turns the values into its table's rows. Written in the same
+transaction as the version they describe, and replaced on every write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from flode.fhir.search_parameters import SearchParameter, SearchParameters
+from flode.store.params import composite, date, number, quantity, reference, string, token, uri
+from flode.store.params.common import Node
+
+# Parameters stored on `resource` itself rather than in index rows.
+_ON_RESOURCE = frozenset({"_id", "_lastUpdated"})
+
+MODULES: Mapping[str, ModuleType] = {
+    "token": token,
+    "string": string,
+    "date": date,
+    "number": number,
+    "quantity": quantity,
+    "reference": reference,
+    "uri": uri,
+    "composite": composite,
+}
+
+# Column types per table, for the arrays one INSERT … SELECT unnest(…) sends per table.
+COLUMN_TYPES: Mapping[str, tuple[str, ...]] = {
+    token.TABLE: ("text",) * len(token.COLUMNS),
+    string.TABLE: ("text", "text"),
+    date.TABLE: ("timestamptz", "timestamptz"),
+    quantity.TABLE: ("text", "text", "text", "numeric", "numeric", "numeric"),
+    reference.TABLE: ("text",) * len(reference.COLUMNS),
+    uri.TABLE: ("text",),
+    composite.TABLE: (
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "numeric",
+        "numeric",
+        "numeric",
+        "timestamptz",
+        "timestamptz",
+    ),
+}
+TABLES: tuple[str, ...] = (*COLUMN_TYPES, "resource_compartment")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRows:
+    """Rows per table: (param, *columns) for the search tables; compartment (type, id) pairs."""
+
+    tables: Mapping[str, list[tuple[Any, ...]]]
+    compartments: list[tuple[str, str]]
+
+
+class Indexer:
+    def __init__(self, registry: SearchParameters) -> None:
+        self.registry = registry
+
+    def _composite_rows(self, param: SearchParameter, resource: Mapping[str, Any]) -> list[Any]:
+        elements = []
+        for node in param.evaluate(resource):
+            components = []
+            for code, _ in param.components:
+                definition = self.registry.get(param.base, code)
+                kind = definition.type if definition is not None else "token"
+                components.append((kind, param.evaluate_component(code, node)))
+            elements.append(components)
+        return list(composite.rows(elements))
+
+    def rows(self, resource: Mapping[str, Any]) -> IndexRows:
+        resource_type = resource["resourceType"]
+        tables: dict[str, list[tuple[Any, ...]]] = {}
+        for code, param in self.registry.for_type(resource_type).items():
+            module = MODULES.get(param.type)
+            if module is None or code in _ON_RESOURCE:
+                continue
+            if param.type == "composite":
+                found = self._composite_rows(param, resource)
+            else:
+                found = module.rows(param.evaluate(resource))
+            if found:
+                table: str = module.TABLE
+                tables.setdefault(table, []).extend((code, *row) for row in dict.fromkeys(found))
+        return IndexRows(tables, self._compartments(resource))
+
+    def _compartments(self, resource: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """The Patient compartments the resource belongs to (a Patient is in its own)."""
+        resource_type = resource["resourceType"]
+        found: dict[tuple[str, str], None] = {}
+        if resource_type == "Patient" and isinstance(resource.get("id"), str):
+            found[("Patient", resource["id"])] = None
+        for code in self.registry.compartment(resource_type):
+            param = self.registry.get(resource_type, code)
+            if param is None:
+                continue
+            nodes: list[Node] = param.evaluate(resource)
+            for target_type, target_id, *_ in reference.rows(nodes):
+                if target_type == "Patient" and target_id:
+                    found[("Patient", target_id)] = None
+        return list(found)
+
+
+def _ctes(parts: list[str]) -> str:
+    return "WITH " + ",\n".join(f"w{i} AS ({part})" for i, part in enumerate(parts)) + "\nSELECT 1"
+
+
+# Every table at once, in one round trip.
+DELETE_STATEMENT = _ctes([f"DELETE FROM {table} WHERE resource_pk = $1" for table in TABLES])
+
+
+def insert_statement(pk: int, resource_type: str, rows: IndexRows) -> tuple[str, list[Any]] | None:
+    """One statement that inserts all of a resource's index rows: a single round trip.
+
+    (Deleting the old rows must be a statement of its own: data-modifying CTEs of one statement
+    all check unique keys against the same snapshot.)
+    """
+    args: list[Any] = [pk, resource_type]
+    parts: list[str] = []
+    if rows is not None:
+        for table, table_rows in rows.tables.items():
+            if not table_rows:
+                continue
+            types = ("text", *COLUMN_TYPES[table])
+            columns = list(zip(*table_rows, strict=True))
+            arrays = []
+            for column, sql_type in zip(columns, types, strict=True):
+                args.append(list(column))
+                arrays.append(f"${len(args)}::{sql_type}[]")
+            names = ", ".join(("param", *_columns(table)))
+            parts.append(
+                f"INSERT INTO {table} (resource_pk, resource_type, {names}) "
+                f"SELECT $1, $2, u.* FROM unnest({', '.join(arrays)}) AS u"
+            )
+        if rows.compartments:
+            args.append([c[0] for c in rows.compartments])
+            args.append([c[1] for c in rows.compartments])
+            parts.append(
+                "INSERT INTO resource_compartment "
+                "(resource_pk, resource_type, compartment_type, compartment_id) "
+                f"SELECT $1, $2, u.* FROM unnest(${len(args) - 1}::text[], ${len(args)}::text[])"
+                " AS u"
+            )
+    return (_ctes(parts), args) if parts else None
+
+
+def _columns(table: str) -> tuple[str, ...]:
+    for module in MODULES.values():
+        if table == module.TABLE:
+            columns: tuple[str, ...] = module.COLUMNS
+            return columns
+    raise KeyError(table)

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 # Letters that carry their mark in the letter itself, so NFKD leaves them whole.
 _FOLD = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "đ": "d", "ł": "l", "ð": "d", "þ": "th"})
 _SPACE = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=8192)
 def normalise(text: str) -> str:
-    """`text` case-folded, accents stripped and white space collapsed: "Östersund" → "ostersund"."""
+    """`text` case-folded, accents stripped and white space collapsed: "Östersund" → "ostersund".
+
+    Cached: one resource indexes the same names under several parameters, and names repeat."""
+    if text.isascii():
+        return _SPACE.sub(" ", text.lower()).strip()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return _SPACE.sub(" ", stripped.translate(_FOLD)).strip()

@@ -26,6 +26,7 @@ from flode.interactions.services import Services
 from flode.store.indexer import Indexer
 from flode.store.migrate import migrate
 from flode.store.repository import Store
+from flode.store.search import SearchCompiler
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -49,10 +50,12 @@ async def open_pool(database_url: str, config: Config) -> asyncpg.Pool:
 
 def build_services(pool: asyncpg.Pool, config: Config) -> Services:
     definitions = Definitions.load()
+    registry = SearchParameters.load(definitions)
     return Services(
-        store=Store(pool, Indexer(SearchParameters.load(definitions))),
+        store=Store(pool, Indexer(registry)),
         definitions=definitions,
         validator=Validator(definitions),
+        search=SearchCompiler(registry, definitions.resource_types),
         default_page_size=config.default_page_size,
         max_page_size=config.max_page_size,
     )

@@ -81,25 +81,31 @@ async def test_every_resource_lists_the_interactions_and_conditional_flags_imple
         assert "conditionalPatch" not in resource
 
 
-async def test_identifier_is_a_search_parameter_only_of_types_with_an_identifier_element(
-    client: httpx.AsyncClient, definitions: Definitions
+async def test_every_standard_search_parameter_the_compiler_answers_is_listed(
+    client: httpx.AsyncClient,
 ) -> None:
     (rest,) = (await statement(client))["rest"]
-    for resource in rest["resource"]:
-        kind = resource["type"]
-        names = {p["name"]: p for p in resource["searchParam"]}
-        assert names["_id"]["type"] == "token"
-        assert names["_lastUpdated"]["type"] == "date"
-        has_identifier = "identifier" in definitions.nodes[kind].properties
-        assert ("identifier" in names) == has_identifier, kind
-        if has_identifier:
-            assert names["identifier"]["type"] == "token"
-            assert names["identifier"]["definition"].endswith(f"/{kind}-identifier")
-        assert set(names) <= {"_id", "identifier", "_lastUpdated"}
-    by_type = {r["type"]: {p["name"] for p in r["searchParam"]} for r in rest["resource"]}
-    assert "identifier" in by_type["Patient"]
+    by_type = {r["type"]: {p["name"]: p for p in r["searchParam"]} for r in rest["resource"]}
+    for params in by_type.values():
+        assert params["_id"]["type"] == "token"
+        assert params["_lastUpdated"]["type"] == "date"
+        assert "_content" not in params
+        assert "_text" not in params
+    patient = by_type["Patient"]
+    assert patient["identifier"]["definition"].endswith("/Patient-identifier")
+    assert {"name", "family", "birthdate", "gender", "general-practitioner"} <= set(patient)
+    observation = by_type["Observation"]
+    assert observation["code-value-quantity"]["type"] == "composite"
+    assert observation["value-quantity"]["type"] == "quantity"
     assert "identifier" not in by_type["Binary"]
-    assert "identifier" not in by_type["Parameters"]
+
+
+async def test_the_parameters_not_supported_are_named_with_a_reason(
+    client: httpx.AsyncClient,
+) -> None:
+    (rest,) = (await statement(client))["rest"]
+    assert "Resource-content (" in rest["documentation"]
+    assert "_text (needs a full-text index)" in rest["documentation"]
 
 
 async def test_each_claimed_type_level_interaction_answers(client: httpx.AsyncClient) -> None:

@@ -10,14 +10,8 @@ from flode import __version__
 from flode.config import Config
 from flode.fhir.dates import format_instant
 from flode.interactions.services import Services
-from flode.store.criteria import SUPPORTED
+from flode.store.indexer import MODULES, NOT_INDEXED, ON_RESOURCE
 
-_SEARCH_TYPES = {"_id": "token", "identifier": "token", "_lastUpdated": "date"}
-_SEARCH_DOCS = {
-    "_id": "The resource's logical id",
-    "identifier": "A top-level identifier: code, system|code, |code or system|",
-    "_lastUpdated": "When the current version was written (all date prefixes)",
-}
 _INTERACTIONS = (
     "read",
     "vread",
@@ -32,12 +26,27 @@ _INTERACTIONS = (
 _STARTED = format_instant(datetime.now(UTC))
 
 
-def _resource(services: Services, resource_type: str) -> dict[str, Any]:
-    params = [
-        p
-        for p in SUPPORTED
-        if p != "identifier" or "identifier" in services.definitions.nodes[resource_type].properties
+def _search_params(services: Services, resource_type: str) -> list[dict[str, Any]]:
+    """Every parameter the search compiler answers for the type, as the registry defines it."""
+    return [
+        {"name": code, "definition": param.url, "type": param.type}
+        for code, param in sorted(services.search.registry.for_type(resource_type).items())
+        if param.compiled is not None
+        and code not in NOT_INDEXED
+        and (param.type in MODULES or code in ON_RESOURCE)
     ]
+
+
+def _unsupported(services: Services) -> str:
+    registry = services.search.registry
+    found = {url.rsplit("/", 1)[-1]: reason for url, reason in registry.unsupported}
+    for code in sorted(NOT_INDEXED):
+        found[code] = "needs a full-text index"
+    listed = "; ".join(f"{name} ({reason})" for name, reason in sorted(found.items()))
+    return f"Search parameters defined by FHIR R4 that this server does not support: {listed}."
+
+
+def _resource(services: Services, resource_type: str) -> dict[str, Any]:
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
@@ -49,17 +58,7 @@ def _resource(services: Services, resource_type: str) -> dict[str, Any]:
         "conditionalRead": "full-support",  # If-None-Match and If-Modified-Since
         "conditionalUpdate": True,
         "conditionalDelete": "single",
-        "searchParam": [
-            {
-                "name": p,
-                "definition": f"http://hl7.org/fhir/SearchParameter/Resource-{p.lstrip('_')}"
-                if p.startswith("_")
-                else f"http://hl7.org/fhir/SearchParameter/{resource_type}-identifier",
-                "type": _SEARCH_TYPES[p],
-                "documentation": _SEARCH_DOCS[p],
-            }
-            for p in params
-        ],
+        "searchParam": _search_params(services, resource_type),
     }
 
 
@@ -81,6 +80,7 @@ def capability_statement(services: Services, config: Config) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
+                "documentation": _unsupported(services),
                 "resource": [
                     _resource(services, t) for t in sorted(services.definitions.resource_types)
                 ],

@@ -1,6 +1,6 @@
-"""search at type level, for now limited to `_id`, `identifier` and `_lastUpdated`
-(https://hl7.org/fhir/R4/search.html). Unknown parameters are ignored and reported unless the
-client asks for `Prefer: handling=strict`."""
+"""search at type level (https://hl7.org/fhir/R4/search.html): every standard search parameter
+with its modifiers and prefixes, chains and `_has`. Unknown parameters are ignored and reported
+in an OperationOutcome entry, unless the client asks for `Prefer: handling=strict` (400)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ from collections.abc import Sequence
 from flode.context import RequestContext
 from flode.fhir.bundle import bundle, search_entry
 from flode.fhir.errors import Issue, bad_request, operation_outcome
+from flode.fhir.search_query import RESULT, parse
 from flode.interactions.outcome import Outcome
 from flode.interactions.paging import PAGING, Page
 from flode.interactions.services import Services
 from flode.interactions.write import check_type
-from flode.store.criteria import SUPPORTED, compile_criteria
-from flode.store.sql import Args
-
-_RESULT = ("_total",)
 
 
 async def search(
@@ -28,20 +25,21 @@ async def search(
 ) -> Outcome:
     check_type(services, resource_type)
     page = Page.parse(params, services.default_page_size, services.max_page_size)
-    criteria = [(k, v) for k, v in params if k in SUPPORTED]
-    unknown = [k for k, _ in params if k not in SUPPORTED and k not in PAGING and k not in _RESULT]
+    query = parse(params)
+    compiled = services.search.compile(resource_type, query)
+    unknown = compiled.unknown
     if unknown and strict:
         raise bad_request(
             f"Unknown or unsupported search parameter(s): {', '.join(unknown)}", *unknown
         )
-    where, args = compile_criteria(criteria) if criteria else ("true", Args())
+    args = compiled.args
     # The snapshot keeps later pages stable while others write.
-    where = f"({where}) AND r.last_updated <= {args.add(page.snapshot)}"
+    where = f"({compiled.where}) AND r.last_updated <= {args.add(page.snapshot)}"
     versions = await services.store.search(resource_type, where, args, page.offset, page.count)
     has_next = len(versions) > page.count
     entries = [search_entry(ctx.base_url, v) for v in versions[: page.count]]
     total: int | None = None
-    if dict(params).get("_total") != "none":
+    if query.total != "none":
         if has_next or (page.offset and not entries):
             total = await services.store.count(resource_type, where, args)
         else:
@@ -54,6 +52,7 @@ async def search(
             ]
         )
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-    url = f"{ctx.base_url}/{resource_type}"
-    links = page.links(url, [*criteria, *[(k, v) for k, v in params if k in _RESULT]], has_next)
+    ignored = set(unknown)
+    kept = [(k, v) for k, v in params if k not in PAGING and (k in RESULT or k not in ignored)]
+    links = page.links(f"{ctx.base_url}/{resource_type}", kept, has_next)
     return Outcome(200, body=bundle("searchset", entries, links, total))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flode.fhir.definitions import Definitions
 from flode.fhir.validation import Validator
 from flode.store.repository import Store
+from flode.store.search import SearchCompiler
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,5 +15,6 @@ class Services:
     store: Store
     definitions: Definitions
     validator: Validator
+    search: SearchCompiler
     default_page_size: int = 20
     max_page_size: int = 1000

@@ -15,7 +15,8 @@ SUPPORTED = ("_id", "identifier", "_lastUpdated")
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 
-def _last_updated(raw: str, args: Args) -> str:
+def last_updated_predicate(raw: str, args: Args) -> str:
+    """`_lastUpdated` with any prefix, over `resource r`."""
     ors = []
     col = "r.last_updated"
     for value in raw.split(","):
@@ -49,7 +50,7 @@ def compile_criteria(params: Sequence[tuple[str, str]]) -> tuple[str, Args]:
         elif name == "identifier":
             ands.append(token.predicate(token.IDENTIFIER, raw, args))
         elif name == "_lastUpdated":
-            ands.append(_last_updated(raw, args))
+            ands.append(last_updated_predicate(raw, args))
         else:
             raise bad_request(
                 f"Search parameter '{name}' is not supported here; "

@@ -17,7 +17,9 @@ from flode.store.params import composite, date, number, quantity, reference, str
 from flode.store.params.common import Node
 
 # Parameters stored on `resource` itself rather than in index rows.
-_ON_RESOURCE = frozenset({"_id", "_lastUpdated"})
+ON_RESOURCE = frozenset({"_id", "_lastUpdated"})
+# Parameters that need a full-text index rather than rows of values (not yet implemented).
+NOT_INDEXED = frozenset({"_text"})
 
 MODULES: Mapping[str, ModuleType] = {
     "token": token,
@@ -82,7 +84,7 @@ class Indexer:
         tables: dict[str, list[tuple[Any, ...]]] = {}
         for code, param in self.registry.for_type(resource_type).items():
             module = MODULES.get(param.type)
-            if module is None or code in _ON_RESOURCE:
+            if module is None or code in ON_RESOURCE or code in NOT_INDEXED:
                 continue
             if param.type == "composite":
                 found = self._composite_rows(param, resource)

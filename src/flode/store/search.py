@@ -1,0 +1,168 @@
+"""The search compiler: a parsed query becomes one SQL predicate over `resource r`
+(https://hl7.org/fhir/R4/search.html).
+
+Parameters come from the registry; each parameter type's module writes its own predicate.
+Chains and `_has` nest a subquery that introduces its own `resource r`, so every module's
+predicate reads the same way at any depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flode.fhir.errors import bad_request
+from flode.fhir.search_parameters import SearchParameter, SearchParameters
+from flode.fhir.search_query import Criterion, Has, Link, SearchQuery
+from flode.store.criteria import last_updated_predicate
+from flode.store.indexer import MODULES, NOT_INDEXED
+from flode.store.params import composite
+from flode.store.sql import Args
+
+
+@dataclass
+class Compiled:
+    where: str
+    args: Args
+    unknown: list[str] = field(default_factory=list)
+    """Parameters that name nothing this server knows, reported or refused by the caller."""
+
+
+def _name(criterion: Criterion) -> str:
+    chain = "".join(
+        f"{link.param}{':' + link.target_type if link.target_type else ''}."
+        for link in criterion.chain
+    )
+    modifier = f":{criterion.modifier}" if criterion.modifier else ""
+    return f"{chain}{criterion.name}{modifier}"
+
+
+class SearchCompiler:
+    def __init__(self, registry: SearchParameters, resource_types: frozenset[str]) -> None:
+        self.registry = registry
+        self.resource_types = resource_types
+
+    def compile(self, resource_type: str, query: SearchQuery) -> Compiled:
+        args = Args()
+        ands: list[str] = []
+        unknown: list[str] = []
+        for criterion in query.criteria:
+            sql = self._criterion(resource_type, criterion, args)
+            if sql is None:
+                unknown.append(
+                    _name(criterion)
+                    if isinstance(criterion, Criterion)
+                    else "_has:" + criterion.resource_type
+                )
+            else:
+                ands.append(sql)
+        return Compiled(" AND ".join(f"({a})" for a in ands) or "true", args, unknown)
+
+    def _criterion(self, resource_type: str, criterion: Criterion | Has, args: Args) -> str | None:
+        if isinstance(criterion, Has):
+            return self._has(resource_type, criterion, args)
+        if criterion.chain:
+            return self._chain(resource_type, criterion.chain, criterion, args)
+        return self._plain(resource_type, criterion, args)
+
+    def _plain(self, resource_type: str, criterion: Criterion, args: Args) -> str | None:
+        name, modifier, value = criterion.name, criterion.modifier, criterion.value
+        if name == "_id":
+            if modifier == "missing":
+                return "false" if value == "true" else "true"
+            if modifier is not None:
+                raise bad_request(f"Unknown modifier ':{modifier}' on _id", name)
+            return f"r.id = ANY({args.add(value.split(','))}::text[])"
+        if name == "_lastUpdated":
+            if modifier is not None:
+                raise bad_request(f"Unknown modifier ':{modifier}' on _lastUpdated", name)
+            return last_updated_predicate(value, args)
+        param = self.registry.get(resource_type, name)
+        if (
+            param is None
+            or param.compiled is None
+            or param.type not in MODULES
+            or name in NOT_INDEXED
+        ):
+            return None
+        return self._predicate(resource_type, param, modifier, value, args)
+
+    def _predicate(
+        self,
+        resource_type: str,
+        param: SearchParameter,
+        modifier: str | None,
+        value: str,
+        args: Args,
+    ) -> str:
+        if param.type == "composite":
+            kinds = []
+            for code, _ in param.components:
+                component = self.registry.get(resource_type, code)
+                kinds.append(component.type if component is not None else "token")
+            return composite.search(param.code, kinds, modifier, value, args)
+        sql: str = MODULES[param.type].search(param.code, modifier, value, args)
+        return sql
+
+    def _targets(self, resource_type: str, link: Link) -> list[str]:
+        """The types a chain step can lead to: the `:Type` given, else the parameter's targets."""
+        param = self.registry.get(resource_type, link.param)
+        if param is None or param.type != "reference":
+            raise bad_request(
+                f"'{link.param}' is not a reference parameter of {resource_type}: it cannot be "
+                "chained",
+                link.param,
+            )
+        if link.target_type is not None:
+            if link.target_type not in self.resource_types:
+                raise bad_request(f"Unknown resource type '{link.target_type}' in a chain")
+            return [link.target_type]
+        return list(param.targets) or sorted(self.resource_types)
+
+    def _chain(
+        self, resource_type: str, chain: tuple[Link, ...], criterion: Criterion, args: Args
+    ) -> str | None:
+        link, rest = chain[0], chain[1:]
+        targets = self._targets(resource_type, link)
+        inner: list[str] = []
+        for target in targets:
+            if rest:
+                sql = self._chain(target, rest, criterion, args)
+            else:
+                sql = self._plain(
+                    target, Criterion(criterion.name, criterion.modifier, criterion.value), args
+                )
+            if sql is not None:
+                inner.append(f"(r.resource_type = {args.add(target)} AND {sql})")
+        if not inner:
+            raise bad_request(
+                f"No type that '{link.param}' refers to has a search parameter '{criterion.name}'",
+                link.param,
+            )
+        # The subquery's own `r` is the referenced resource.
+        return (
+            "EXISTS (SELECT 1 FROM search_reference c WHERE c.resource_pk = r.pk "
+            f"AND c.param = {args.add(link.param)} AND EXISTS (SELECT 1 FROM resource r "
+            "WHERE r.resource_type = c.target_type AND r.id = c.target_id AND NOT r.deleted "
+            f"AND ({' OR '.join(inner)})))"
+        )
+
+    def _has(self, resource_type: str, has: Has, args: Args) -> str | None:
+        if has.resource_type not in self.resource_types:
+            raise bad_request(f"Unknown resource type '{has.resource_type}' in _has", "_has")
+        reference = self.registry.get(has.resource_type, has.reference)
+        if reference is None or reference.type != "reference":
+            raise bad_request(
+                f"'{has.reference}' is not a reference parameter of {has.resource_type}", "_has"
+            )
+        inner = self._criterion(has.resource_type, has.inner, args)
+        if inner is None:
+            return None
+        # The subquery's own `r` is the referring resource.
+        return (
+            "EXISTS (SELECT 1 FROM search_reference h WHERE "
+            f"h.resource_type = {args.add(has.resource_type)} "
+            f"AND h.param = {args.add(has.reference)} "
+            "AND h.target_type = r.resource_type AND h.target_id = r.id "
+            "AND EXISTS (SELECT 1 FROM resource r WHERE r.pk = h.resource_pk AND NOT r.deleted "
+            f"AND {inner}))"
+        )

@@ -12,12 +12,13 @@ from flode.interactions.services import Services
 from flode.interactions.write import (
     check_body,
     check_type,
+    conditional_criteria,
     information,
     new_id,
     next_timestamp,
     stamp,
 )
-from flode.store.criteria import compile_criteria, criteria_keys
+from flode.store.criteria import criteria_keys
 from flode.store.records import Current, Version
 from flode.store.repository import Transaction
 
@@ -57,7 +58,7 @@ async def create(
     resource = check_body(services, resource_type, body)
     async with services.store.transaction() as tx:
         if if_none_exist:
-            where, args = compile_criteria(if_none_exist)
+            where, args = conditional_criteria(services, resource_type, if_none_exist)
             for key in criteria_keys(resource_type, if_none_exist):
                 await tx.lock_key(key)
             found = await tx.find(resource_type, where, args, limit=2)

@@ -12,8 +12,8 @@ from flode.context import RequestContext
 from flode.fhir.errors import not_found, precondition_failed
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
-from flode.interactions.write import check_type, information, next_timestamp
-from flode.store.criteria import compile_criteria, criteria_keys
+from flode.interactions.write import check_type, conditional_criteria, information, next_timestamp
+from flode.store.criteria import criteria_keys
 from flode.store.records import Current, Version
 from flode.store.repository import Transaction
 
@@ -66,7 +66,7 @@ async def conditional_delete(
     services: Services, ctx: RequestContext, resource_type: str, criteria: Sequence[tuple[str, str]]
 ) -> Outcome:
     check_type(services, resource_type)
-    where, args = compile_criteria(criteria)
+    where, args = conditional_criteria(services, resource_type, criteria)
     async with services.store.transaction() as tx:
         for key in criteria_keys(resource_type, criteria):
             await tx.lock_key(key)

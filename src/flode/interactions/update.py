@@ -11,8 +11,14 @@ from flode.fhir.errors import bad_request, precondition_failed
 from flode.interactions.create import insert_new
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
-from flode.interactions.write import check_body, check_type, next_timestamp, stamp
-from flode.store.criteria import compile_criteria, criteria_keys
+from flode.interactions.write import (
+    check_body,
+    check_type,
+    conditional_criteria,
+    next_timestamp,
+    stamp,
+)
+from flode.store.criteria import criteria_keys
 from flode.store.records import Current, Version
 from flode.store.repository import Transaction
 
@@ -86,7 +92,7 @@ async def conditional_update(
 ) -> Outcome:
     check_type(services, resource_type)
     resource = check_body(services, resource_type, body)
-    where, args = compile_criteria(criteria)
+    where, args = conditional_criteria(services, resource_type, criteria)
     body_id = resource.get("id")
     async with services.store.transaction() as tx:
         for key in criteria_keys(resource_type, criteria):

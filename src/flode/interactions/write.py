@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flode.fhir import json
 from flode.fhir.dates import format_instant
 from flode.fhir.errors import Issue, bad_request, invalid_resource, not_found
+from flode.fhir.search_query import parse
 from flode.interactions.services import Services
 from flode.store.records import Current
+from flode.store.sql import Args
 
 
 def check_type(services: Services, resource_type: str) -> None:
@@ -64,3 +67,21 @@ def stamp(resource: dict[str, Any], id: str, version: int, last_updated: datetim
 
 def information(diagnostics: str) -> list[Issue]:
     return [Issue("information", "informational", diagnostics)]
+
+
+def conditional_criteria(
+    services: Services, resource_type: str, criteria: Sequence[tuple[str, str]]
+) -> tuple[str, Args]:
+    """The SQL for the search criteria of a conditional create, update or delete. Any search
+    is allowed; an unknown parameter is refused, never ignored: ignoring it would match too
+    much and write or delete the wrong resource."""
+    query = parse(criteria)
+    if not query.criteria:
+        raise bad_request("Search criteria are required for a conditional interaction")
+    compiled = services.search.compile(resource_type, query)
+    if compiled.unknown:
+        raise bad_request(
+            f"Unknown search parameter(s) in the condition: {', '.join(compiled.unknown)}",
+            *compiled.unknown,
+        )
+    return compiled.where, compiled.args

@@ -1,17 +1,13 @@
-"""Search criteria compiled to SQL over `resource r`, limited to `_id`, `identifier` and
-`_lastUpdated`: what conditional create, update and delete need before the full search engine
-(https://hl7.org/fhir/R4/search.html) takes over."""
+"""What conditional writes and the search compiler share: `_lastUpdated` (a column of
+`resource`, not an index row) and the lock keys that serialise conditional writes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from flode.fhir.dates import parse_range
-from flode.fhir.errors import bad_request
-from flode.store.params import token
 from flode.store.sql import Args
 
-SUPPORTED = ("_id", "identifier", "_lastUpdated")
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 
@@ -37,29 +33,6 @@ def last_updated_predicate(raw: str, args: Args) -> str:
         else:  # eq, ap
             ors.append(f"({col} >= {args.add(low)} AND {col} < {args.add(high)})")
     return "(" + " OR ".join(ors) + ")"
-
-
-def compile_criteria(params: Sequence[tuple[str, str]]) -> tuple[str, Args]:
-    """AND of the given parameters (each may OR values with commas). Unsupported parameters are
-    refused rather than ignored: a conditional write that ignored one would match too much."""
-    args = Args()
-    ands: list[str] = []
-    for name, raw in params:
-        if name == "_id":
-            ands.append(f"r.id = ANY({args.add(raw.split(','))}::text[])")
-        elif name == "identifier":
-            ands.append(token.predicate(token.IDENTIFIER, raw, args))
-        elif name == "_lastUpdated":
-            ands.append(last_updated_predicate(raw, args))
-        else:
-            raise bad_request(
-                f"Search parameter '{name}' is not supported here; "
-                f"supported: {', '.join(SUPPORTED)}",
-                name,
-            )
-    if not ands:
-        raise bad_request("Search criteria are required")
-    return " AND ".join(ands), args
 
 
 def criteria_keys(resource_type: str, params: Sequence[tuple[str, str]]) -> list[str]:

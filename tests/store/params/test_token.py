@@ -180,15 +180,6 @@ async def test_missing_true_matches_resources_without_the_param(index: Index) ->
     assert await index.ids(token.search, "status", "false", "missing") == {"none"}
 
 
-async def test_the_legacy_identifier_predicate_still_matches(index: Index) -> None:
-    args = Args("Observation")
-    sql = token.predicate(token.IDENTIFIER, "urn:oid:1.2.752.129.2.1.3.1|191212121212", args)
-    rows = await index.conn.fetch(
-        f"SELECT r.id FROM resource r WHERE r.resource_type = $1 AND {sql}", *args.values
-    )
-    assert [r["id"] for r in rows] == ["patient"]
-
-
 async def test_an_escaped_bar_is_part_of_the_code(index: Index) -> None:
     await index.add("piped", "code", token.rows([("code", "a|b")]))
     assert await index.ids(token.search, "code", r"a\|b") == {"piped"}

@@ -19,7 +19,6 @@ from flode.text import normalise, split_escaped, unescape
 
 TABLE = "search_token"
 COLUMNS = ("system", "code", "text", "type_system", "type_code")
-IDENTIFIER = "identifier"
 # A btree index row holds at most about 2.7 kB. A longer system or code is indexed, and searched
 # for, by its digest instead, so matching stays exact.
 MAX_INDEXED_BYTES = 512
@@ -33,22 +32,6 @@ def indexed(text: str) -> str:
     """The form of a system or code in `search_token`."""
     raw = text.encode()
     return text if len(raw) <= MAX_INDEXED_BYTES else f"sha256:{hashlib.sha256(raw).hexdigest()}"
-
-
-def identifier_rows(resource: dict[str, Any]) -> list[tuple[str | None, str]]:
-    """(system, value) of every top-level Identifier the resource carries, as indexed."""
-    found = resource.get("identifier")
-    if found is None:
-        return []
-    items = found if isinstance(found, list) else [found]
-    rows = []
-    for item in items:
-        if isinstance(item, dict) and isinstance(item.get("value"), str):
-            system = item.get("system")
-            rows.append(
-                (indexed(system) if isinstance(system, str) else None, indexed(item["value"]))
-            )
-    return rows
 
 
 def _str(value: Any) -> str | None:
@@ -198,9 +181,3 @@ def search(param: str, modifier: str | None, raw: str, args: Args) -> str:
     conditions = [condition(param, modifier, value, args) for value in values]
     found = exists(TABLE, param, " OR ".join(conditions), args)
     return f"NOT {found}" if modifier == "not" else found
-
-
-def predicate(param: str, raw: str, args: Args) -> str:
-    """SQL over `resource r` matching any of the comma-separated token values in `raw`:
-    `code`, `system|code`, `|code` (no system) and `system|` (any code in the system)."""
-    return search(param, None, raw, args)

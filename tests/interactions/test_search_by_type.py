@@ -209,3 +209,31 @@ async def test_a_malformed_search_value_gives_400_naming_the_problem(
     response = await client.get(query)
     assert response.status_code == 400, response.text
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_a_chain_follows_only_the_target_types_that_can_continue_it(
+    client: httpx.AsyncClient, tag: str
+) -> None:
+    organization = await create(
+        client, {"resourceType": "Organization", "name": f"Vårdcentralen {tag}"}
+    )
+    role = await create(
+        client,
+        {
+            "resourceType": "PractitionerRole",
+            "organization": {"reference": f"Organization/{organization}"},
+        },
+    )
+    patient = await create(
+        client,
+        {
+            "resourceType": "Patient",
+            "generalPractitioner": [{"reference": f"PractitionerRole/{role}"}],
+        },
+    )
+    # general-practitioner may be an Organization, a Practitioner or a PractitionerRole; only a
+    # PractitionerRole has an `organization` parameter to chain through.
+    found = await ids(client, f"Patient?general-practitioner.organization.name=vardcentralen {tag}")
+    assert found == {patient}
+    response = await client.get("Patient?general-practitioner.nonsense.name=x")
+    assert response.status_code == 400

@@ -126,6 +126,9 @@ class SearchCompiler:
         inner: list[str] = []
         for target in targets:
             if rest:
+                following = self.registry.get(target, rest[0].param)
+                if following is None or following.type != "reference":
+                    continue  # this target cannot be chained further; another may
                 sql = self._chain(target, rest, criterion, args)
             else:
                 sql = self._plain(

@@ -138,7 +138,8 @@ class SearchCompiler:
                 inner.append(f"(r.resource_type = {args.add(target)} AND {sql})")
         if not inner:
             raise bad_request(
-                f"No type that '{link.param}' refers to has a search parameter '{criterion.name}'",
+                f"No type that '{link.param}' refers to has a search parameter "
+                f"'{rest[0].param if rest else criterion.name}' to continue the chain",
                 link.param,
             )
         # The subquery's own `r` is the referenced resource.

@@ -147,6 +147,6 @@ async def test_missing(index: Index) -> None:
 )
 def test_invalid_values_are_bad_requests_naming_the_parameter(value: str) -> None:
     with pytest.raises(FhirError) as caught:
-        quantity.predicate("value-quantity", None, value, Args())
+        quantity.condition("value-quantity", None, value, Args())
     assert caught.value.status == 400
     assert caught.value.issues[0].expression == ("value-quantity",)

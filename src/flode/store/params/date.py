@@ -15,7 +15,7 @@ from typing import Any
 
 from flode.fhir.dates import parse_range
 from flode.fhir.errors import FhirError, bad_request
-from flode.store.params.common import Node, exists, split_prefix
+from flode.store.params.common import Node, split_prefix
 from flode.store.params.common import search as _search
 from flode.store.sql import Args
 from flode.text import unescape
@@ -129,11 +129,6 @@ def condition(param: str, modifier: str | None, value: str, args: Args) -> str:
     prefix, text = split_prefix(param, unescape(value))
     low, high = parse_range(text, param)
     return range_condition(prefix, low, high, args)
-
-
-def predicate(param: str, modifier: str | None, value: str, args: Args) -> str:
-    """SQL over `resource r` for one value."""
-    return exists(TABLE, param, condition(param, modifier, value, args), args)
 
 
 def search(param: str, modifier: str | None, raw: str, args: Args) -> str:

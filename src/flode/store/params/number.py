@@ -20,7 +20,7 @@ from decimal import Context, Decimal
 from typing import Any
 
 from flode.fhir.errors import bad_request
-from flode.store.params.common import Node, exists, split_prefix
+from flode.store.params.common import Node, split_prefix
 from flode.store.params.common import search as _search
 from flode.store.sql import Args
 from flode.text import unescape
@@ -119,11 +119,6 @@ def condition(param: str, modifier: str | None, value: str, args: Args) -> str:
         raise bad_request(f"Unknown modifier ':{modifier}' on number parameter '{param}'", param)
     prefix, text = split_prefix(param, unescape(value))
     return range_condition(prefix, parse_value(param, text), args)
-
-
-def predicate(param: str, modifier: str | None, value: str, args: Args) -> str:
-    """SQL over `resource r` for one value."""
-    return exists(TABLE, param, condition(param, modifier, value, args), args)
 
 
 def search(param: str, modifier: str | None, raw: str, args: Args) -> str:

@@ -14,14 +14,14 @@ from typing import Any
 
 from flode.fhir.errors import bad_request
 from flode.store.params import number
-from flode.store.params.common import Node, exists, split_prefix
+from flode.store.params.common import Node, split_prefix
 from flode.store.params.common import search as _search
 from flode.store.params.number import COLUMNS, QuantityRow
 from flode.store.params.token import indexed
 from flode.store.sql import Args
 from flode.text import split_escaped, unescape
 
-__all__ = ["COLUMNS", "TABLE", "condition", "predicate", "rows", "search"]
+__all__ = ["COLUMNS", "TABLE", "condition", "rows", "search"]
 
 TABLE = "search_quantity"
 CURRENCIES = "urn:iso:std:iso:4217"
@@ -107,11 +107,6 @@ def condition(param: str, modifier: str | None, value: str, args: Args) -> str:
             placeholder = args.add(indexed(code))
             found += f" AND (i.code = {placeholder} OR i.unit = {placeholder})"
     return found
-
-
-def predicate(param: str, modifier: str | None, value: str, args: Args) -> str:
-    """SQL over `resource r` for one value."""
-    return exists(TABLE, param, condition(param, modifier, value, args), args)
 
 
 def search(param: str, modifier: str | None, raw: str, args: Args) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flode.fhir.errors import bad_request
-from flode.store.params.common import Node, exists
+from flode.store.params.common import Node
 from flode.store.params.common import search as _search
 from flode.store.params.token import indexed
 from flode.store.sql import Args
@@ -126,11 +126,6 @@ def condition(param: str, modifier: str | None, value: str, args: Args) -> str:
     if kind is None or id is None:
         raise bad_request(f"'{value}' is not a valid reference in '{param}'", param)
     return f"i.target_type = {args.add(kind)} AND i.target_id = {args.add(id)}"
-
-
-def predicate(param: str, modifier: str | None, value: str, args: Args) -> str:
-    """SQL over `resource r` for one value."""
-    return exists(TABLE, param, condition(param, modifier, value, args), args)
 
 
 def search(param: str, modifier: str | None, raw: str, args: Args) -> str:

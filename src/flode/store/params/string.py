@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flode.fhir.errors import bad_request
-from flode.store.params.common import TOP, Node, exists, like_escape
+from flode.store.params.common import TOP, Node, like_escape
 from flode.store.params.common import search as _search
 from flode.store.sql import Args
 from flode.text import normalise, unescape
@@ -69,11 +69,6 @@ def condition(param: str, modifier: str | None, value: str, args: Args) -> str:
     if modifier == "contains":
         return f"i.value LIKE {args.add('%' + like_escape(key) + '%')}"
     raise bad_request(f"Unknown modifier ':{modifier}' on string parameter '{param}'", param)
-
-
-def predicate(param: str, modifier: str | None, value: str, args: Args) -> str:
-    """SQL over `resource r` for one value."""
-    return exists(TABLE, param, condition(param, modifier, value, args), args)
 
 
 def search(param: str, modifier: str | None, raw: str, args: Args) -> str:

@@ -165,13 +165,6 @@ def condition(param: str, modifier: str | None, value: str, args: Args) -> str:
     raise bad_request(f"Unknown modifier ':{modifier}' on token parameter '{param}'", param)
 
 
-def value_predicate(param: str, modifier: str | None, value: str, args: Args) -> str:
-    """SQL over `resource r` for ONE value. `:not` matches every resource without a matching
-    row, including those without the parameter at all."""
-    found = exists(TABLE, param, condition(param, modifier, value, args), args)
-    return f"NOT {found}" if modifier == "not" else found
-
-
 def search(param: str, modifier: str | None, raw: str, args: Args) -> str:
     """SQL over `resource r` for a whole parameter value: any of its comma-separated values,
     `:missing`, and `:not` (none of the values)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flode.fhir.errors import bad_request
-from flode.store.params.common import TOP, Node, exists
+from flode.store.params.common import TOP, Node
 from flode.store.params.common import search as _search
 from flode.store.params.token import indexed
 from flode.store.sql import Args
@@ -52,11 +52,6 @@ def condition(param: str, modifier: str | None, value: str, args: Args) -> str:
     if modifier == "above":
         return f"i.value = ANY({args.add([indexed(u) for u in above(uri)])}::text[])"
     raise bad_request(f"Unknown modifier ':{modifier}' on uri parameter '{param}'", param)
-
-
-def predicate(param: str, modifier: str | None, value: str, args: Args) -> str:
-    """SQL over `resource r` for one value."""
-    return exists(TABLE, param, condition(param, modifier, value, args), args)
 
 
 def search(param: str, modifier: str | None, raw: str, args: Args) -> str:

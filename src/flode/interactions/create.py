@@ -19,20 +19,8 @@ from flode.interactions.write import (
     stamp,
 )
 from flode.store.criteria import criteria_keys
-from flode.store.records import Current, Version
+from flode.store.records import Version
 from flode.store.repository import Transaction
-
-
-def as_version(current: Current) -> Version:
-    method = "DELETE" if current.deleted else "PUT"
-    return Version(
-        current.resource_type,
-        current.id,
-        current.version,
-        current.last_updated,
-        method,
-        current.content,
-    )
 
 
 async def insert_new(tx: Transaction, resource_type: str, resource: dict[str, Any]) -> Version:
@@ -69,7 +57,7 @@ async def create(
             if found:
                 return Outcome(
                     200,
-                    as_version(found[0]),
+                    found[0].as_version(),
                     issues=information("A resource matching If-None-Exist exists; nothing created"),
                 )
         version = await insert_new(tx, resource_type, resource)

@@ -23,14 +23,7 @@ async def _tombstone(tx: Transaction, current: Current) -> Outcome:
     if current.deleted:
         return Outcome(
             204,
-            Version(
-                current.resource_type,
-                current.id,
-                current.version,
-                current.last_updated,
-                "DELETE",
-                None,
-            ),
+            current.as_version(),
             issues=information(f"{name} was already deleted"),
         )
     last_updated = next_timestamp(current)

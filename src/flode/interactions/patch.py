@@ -13,7 +13,6 @@ from flode.interactions.read import gone
 from flode.interactions.services import Services
 from flode.interactions.update import write_version
 from flode.interactions.write import check_body, check_type
-from flode.store.records import Version
 
 
 async def patch(
@@ -30,9 +29,7 @@ async def patch(
         if current is None:
             raise not_found(f"{resource_type}/{id} is not known")
         if current.deleted or current.content is None:
-            raise gone(
-                Version(resource_type, id, current.version, current.last_updated, "DELETE", None)
-            )
+            raise gone(current.as_version())
         patched = apply_patch(json.loads(current.content), operations)
         resource = check_body(services, resource_type, patched)
         if resource.get("id") != id:

@@ -34,6 +34,14 @@ class Current:
     deleted: bool
     content: str | None
 
+    def as_version(self) -> Version:
+        """The current version as a record (a deletion's method is DELETE; the method of any
+        other version does not matter to its readers)."""
+        method = "DELETE" if self.deleted else "PUT"
+        return Version(
+            self.resource_type, self.id, self.version, self.last_updated, method, self.content
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryQuery:

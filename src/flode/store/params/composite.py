@@ -38,18 +38,6 @@ COLUMNS = (
 )
 SECOND = ("token", "string", "quantity", "number", "date")
 
-CompositeRow = tuple[
-    str | None,
-    str | None,
-    str | None,
-    str | None,
-    str | None,
-    Decimal | None,
-    Decimal | None,
-    Decimal | None,
-    datetime | None,
-    datetime | None,
-]
 Component = tuple[str, Iterable[Node]]
 """(search-parameter type of the component, the nodes its expression yields on the element)."""
 _Value = tuple[
@@ -62,6 +50,8 @@ _Value = tuple[
     datetime | None,
     datetime | None,
 ]
+# The first component's (system, code), then the second component's value.
+CompositeRow = tuple[str | None, str | None, *_Value]
 
 
 def _values(kind: str, nodes: Iterable[Node]) -> list[_Value]:

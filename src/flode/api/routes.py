@@ -25,6 +25,7 @@ from flode.api.negotiation import (
 from flode.api.responses import fhir_response, respond
 from flode.config import Config
 from flode.context import RequestContext
+from flode.fhir import json
 from flode.fhir.errors import bad_request, error
 from flode.interactions import create, delete, history, patch, read, search, update
 from flode.interactions.services import Services
@@ -81,9 +82,14 @@ def _criteria(raw: str) -> list[tuple[str, str]]:
 
 async def metadata(request: Request) -> Response:
     context(request)
-    return fhir_response(
-        request, 200, capability_statement(services_of(request), config_of(request))
-    )
+    state = request.app.state
+    # Built once: it describes the code, which does not change while the server runs.
+    if getattr(state, "capability_statement", None) is None:
+        state.capability_statement = json.dumps(
+            capability_statement(services_of(request), config_of(request))
+        )
+    body: bytes = state.capability_statement
+    return fhir_response(request, 200, body)
 
 
 async def system_history(request: Request) -> Response:

@@ -60,7 +60,12 @@ async def test_a_method_an_endpoint_does_not_support_returns_405(
 
 @pytest.mark.parametrize(
     "path",
-    ["/fhir/Patient/1/_history/1/more", "/nothing", "/fhir/Patient/1/frobnicate", "/fhir/"],
+    [
+        "/fhir/Patient/1/_history/1/more",
+        "/nothing",
+        "/fhir/Patient/1/frobnicate",
+        "/fhir/Patient/1/Observation/x",
+    ],
 )
 async def test_an_unknown_path_returns_404_with_an_operation_outcome(
     client: httpx.AsyncClient, path: str

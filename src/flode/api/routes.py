@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from flode.api.body import read_json
+from flode.api.body import read_body, read_json
 from flode.api.capability import capability_statement
 from flode.api.negotiation import (
     FORMAT_PARAMS,
@@ -137,6 +137,63 @@ async def type_level(request: Request) -> Response:
     return respond(request, ctx, outcome, write=True)
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
+async def search_params(request: Request) -> list[tuple[str, str]]:
+    """The parameters of a search: the URL's, and for `POST …/_search` the form body's too
+    (search.html#search: both may carry parameters)."""
+    found = params(request)
+    if request.method == "POST":
+        check_content_type(request, (FORM,))
+        body = await read_body(request, config_of(request).max_body_bytes)
+        try:
+            form = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise bad_request("The form body of a _search is not UTF-8") from None
+        _refuse_nul(part for item in form for part in item)
+        found += [(k, v) for k, v in form if k not in FORMAT_PARAMS]
+    return found
+
+
+async def type_search(request: Request) -> Response:
+    """`POST [type]/_search`: the same search as GET, parameters in a form body."""
+    ctx = context(request)
+    outcome = await search.search(
+        services_of(request),
+        ctx,
+        request.path_params["type"],
+        await search_params(request),
+        Prefer.of(request).strict,
+    )
+    return respond(request, ctx, outcome)
+
+
+async def system_search(request: Request) -> Response:
+    """`GET [base]?…` and `POST [base]/_search`: all types, or those `_type` names."""
+    ctx = context(request)
+    outcome = await search.search(
+        services_of(request), ctx, None, await search_params(request), Prefer.of(request).strict
+    )
+    return respond(request, ctx, outcome)
+
+
+async def compartment_search(request: Request) -> Response:
+    """`GET Patient/{id}/{type}` (or `/*`): a search within one patient's compartment."""
+    ctx = context(request)
+    p = request.path_params
+    kind = p["kind"]
+    outcome = await search.search(
+        services_of(request),
+        ctx,
+        None if kind == "*" else kind,
+        await search_params(request),
+        Prefer.of(request).strict,
+        compartment=(p["type"], p["id"]),
+    )
+    return respond(request, ctx, outcome)
+
+
 async def type_history(request: Request) -> Response:
     ctx = context(request)
     outcome = await history.history(
@@ -208,11 +265,15 @@ async def version_read(request: Request) -> Response:
 
 def fhir_routes() -> list[Route]:
     return [
+        Route("/", system_search, methods=["GET"]),
         Route("/metadata", metadata, methods=["GET"]),
         Route("/_history", system_history, methods=["GET"]),
+        Route("/_search", system_search, methods=["POST"]),
         Route("/{type}", type_level, methods=["GET", "POST", "PUT", "DELETE"]),
         Route("/{type}/_history", type_history, methods=["GET"]),
+        Route("/{type}/_search", type_search, methods=["POST"]),
         Route("/{type}/{id}", instance, methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route("/{type}/{id}/_history", instance_history, methods=["GET"]),
         Route("/{type}/{id}/_history/{vid}", version_read, methods=["GET"]),
+        Route("/{type}/{id}/{kind}", compartment_search, methods=["GET"]),
     ]

@@ -42,10 +42,13 @@ def history_entry(base_url: str, version: Version) -> dict[str, Any]:
     return entry
 
 
-def search_entry(base_url: str, version: Version, mode: str = "match") -> dict[str, Any]:
+def search_entry(
+    base_url: str, version: Version, mode: str = "match", resource: Any = None
+) -> dict[str, Any]:
+    """A searchset entry for the stored version, or for `resource` made from it (a subset)."""
     return {
         "fullUrl": f"{base_url}/{version.resource_type}/{version.id}",
-        "resource": orjson.Fragment(version.content or "null"),
+        "resource": orjson.Fragment(version.content or "null") if resource is None else resource,
         "search": {"mode": mode},
     }
 

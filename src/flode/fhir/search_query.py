@@ -14,9 +14,11 @@ from flode.fhir.errors import bad_request
 
 SUMMARY = ("true", "text", "data", "count", "false")
 TOTAL = ("none", "estimate", "accurate")
-# Result parameters (search.html#return) and paging parameters Flöde's links carry.
+# Result parameters (search.html#return), the types of a system search (`_type`) and the
+# paging parameters Flöde's links carry: none of them is a criterion.
 RESULT = frozenset(
     {
+        "_type",
         "_count",
         "_sort",
         "_include",
@@ -65,7 +67,8 @@ class Has:
 
 @dataclass(frozen=True, slots=True)
 class Include:
-    """`_include=Source:param[:Target]` or `_revinclude=…`; `*` for every reference parameter."""
+    """`_include=Source:param[:Target]` or `_revinclude=…`; `*` for every reference parameter
+    (`Source:*`) or every source type and parameter (`*`)."""
 
     source_type: str
     param: str
@@ -90,6 +93,21 @@ class SearchQuery:
     elements: tuple[str, ...] = ()
     total: str | None = None
     contained: str | None = None
+    types: tuple[str, ...] = ()
+
+
+def criterion_name(criterion: Criterion | Has) -> str:
+    """The parameter name as the client wrote it: `subject:Patient.name:exact`, `_has:…`."""
+    if isinstance(criterion, Has):
+        return f"_has:{criterion.resource_type}:{criterion.reference}:" + criterion_name(
+            criterion.inner
+        )
+    chain = "".join(
+        f"{link.param}{':' + link.target_type if link.target_type else ''}."
+        for link in criterion.chain
+    )
+    modifier = f":{criterion.modifier}" if criterion.modifier else ""
+    return f"{chain}{criterion.name}{modifier}"
 
 
 def _criterion(name: str, value: str) -> Criterion:
@@ -121,6 +139,8 @@ def _has(name: str, value: str) -> Has:
 
 
 def _include(value: str, *, reverse: bool, iterate: bool, name: str) -> Include:
+    if value == "*":
+        return Include("*", "*", None, iterate, reverse)
     parts = value.split(":")
     if len(parts) not in (2, 3) or not all(parts):
         raise bad_request(f"Malformed {name} '{value}': use Type:parameter[:TargetType]", name)
@@ -140,6 +160,7 @@ def parse(params: Sequence[tuple[str, str]]) -> SearchQuery:
     includes: list[Include] = []
     count = summary = total = contained = None
     elements: list[str] = []
+    types: list[str] = []
     for name, value in params:
         base, _, modifier = name.partition(":")
         if base in ("_include", "_revinclude"):
@@ -170,6 +191,8 @@ def parse(params: Sequence[tuple[str, str]]) -> SearchQuery:
             if value not in ("true", "false", "both"):
                 raise bad_request("_contained must be true, false or both", "_contained")
             contained = value
+        elif name == "_type":
+            types += [t.strip() for t in value.split(",") if t.strip()]
         elif name in RESULT:
             continue  # paging and format: handled by the caller
         elif name.startswith("_has:"):
@@ -185,4 +208,5 @@ def parse(params: Sequence[tuple[str, str]]) -> SearchQuery:
         tuple(elements),
         total,
         contained,
+        tuple(dict.fromkeys(types)),
     )

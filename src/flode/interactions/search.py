@@ -1,58 +1,178 @@
-"""search at type level (https://hl7.org/fhir/R4/search.html): every standard search parameter
-with its modifiers and prefixes, chains and `_has`. Unknown parameters are ignored and reported
-in an OperationOutcome entry, unless the client asks for `Prefer: handling=strict` (400)."""
+"""search (https://hl7.org/fhir/R4/search.html) at type level, at system level (all types or
+`_type`) and in a patient's compartment (`Patient/{id}/{type}` or `/*`): every standard search
+parameter with its modifiers and prefixes, chains and `_has`, then `_sort`, paging, `_total`,
+`_include`/`_revinclude` and `_summary`/`_elements`.
+
+Unknown parameters are ignored and reported in an OperationOutcome entry, unless the client
+asks for `Prefer: handling=strict` (400).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cache
 
 from flode.context import RequestContext
-from flode.fhir.bundle import bundle, search_entry
+from flode.fhir.bundle import bundle
 from flode.fhir.errors import Issue, bad_request, operation_outcome
-from flode.fhir.search_query import RESULT, parse
+from flode.fhir.search_parameters import SearchParameters
+from flode.fhir.search_query import RESULT, Criterion, Has, SearchQuery, criterion_name, parse
+from flode.interactions.included import included
 from flode.interactions.outcome import Outcome
 from flode.interactions.paging import PAGING, Page
+from flode.interactions.search_entries import entries_of
 from flode.interactions.services import Services
 from flode.interactions.write import check_type
+from flode.store.records import Scope
+from flode.store.sort import order_by
+from flode.store.sql import Args
+
+COMPARTMENTS = ("Patient",)
 
 
 async def search(
     services: Services,
     ctx: RequestContext,
-    resource_type: str,
+    resource_type: str | None,
     params: Sequence[tuple[str, str]],
     strict: bool = False,
+    compartment: tuple[str, str] | None = None,
 ) -> Outcome:
-    check_type(services, resource_type)
+    """Search one type, or every type (`resource_type` None) the `_type` parameter or the
+    compartment allows; `compartment` is (type, id) for `Patient/{id}/…`."""
     page = Page.parse(params, services.default_page_size, services.max_page_size)
     query = parse(params)
-    compiled = services.search.compile(resource_type, query)
-    unknown = compiled.unknown
+    types = _types(services, resource_type, query, compartment)
+    scope, unknown = _scope(services, types, query)
     if unknown and strict:
         raise bad_request(
             f"Unknown or unsupported search parameter(s): {', '.join(unknown)}", *unknown
         )
-    args = compiled.args
-    # The snapshot keeps later pages stable while others write.
-    where = f"({compiled.where}) AND r.last_updated <= {args.add(page.snapshot)}"
-    versions = await services.store.search(resource_type, where, args, page.offset, page.count)
-    has_next = len(versions) > page.count
-    entries = [search_entry(ctx.base_url, v) for v in versions[: page.count]]
-    total: int | None = None
-    if query.total != "none":
-        if has_next or (page.offset and not entries):
-            total = await services.store.count(resource_type, where, args)
-        else:
-            total = page.offset + len(entries)
-    if unknown:
-        outcome = operation_outcome(
-            [
-                Issue("warning", "not-supported", f"Search parameter '{k}' was ignored")
-                for k in unknown
-            ]
+    args = scope.args
+    where = [scope.where, f"r.last_updated <= {args.add(page.snapshot)}"]
+    if compartment is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM resource_compartment c WHERE c.resource_pk = r.pk "
+            f"AND c.compartment_type = {args.add(compartment[0])} "
+            f"AND c.compartment_id = {args.add(compartment[1])})"
         )
-        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+    # The snapshot keeps later pages stable while others write.
+    scope = replace(
+        scope,
+        where=" AND ".join(f"({w})" for w in where),
+        order=order_by(services.search.registry, types or (), query.sort),
+    )
+    count = 0 if query.summary == "count" else page.count
+    versions = await services.store.search(scope, page.offset, count)
+    has_next = len(versions) > count
+    matches = versions[:count]
+    total: int | None = None
+    if query.total != "none" or query.summary == "count":
+        if not has_next and (matches or not page.offset):
+            total = page.offset + len(matches)
+        elif query.total == "estimate":
+            total = await services.store.estimate(scope)
+        else:
+            total = await services.store.count(scope)
+    extra, issues = await included(services, query.includes, matches)
+    entries = entries_of(services, ctx, query, matches, extra)
+    issues += [
+        Issue("warning", "not-supported", f"Search parameter '{k}' was ignored") for k in unknown
+    ]
+    if issues:
+        entries.append({"resource": operation_outcome(issues), "search": {"mode": "outcome"}})
     ignored = set(unknown)
     kept = [(k, v) for k, v in params if k not in PAGING and (k in RESULT or k not in ignored)]
-    links = page.links(f"{ctx.base_url}/{resource_type}", kept, has_next)
+    url = (
+        "/".join(p for p in (ctx.base_url, *(compartment or ()), resource_type or "") if p)
+        or ctx.base_url
+    )
+    if compartment is not None and resource_type is None:
+        url += "/*"
+    links = page.links(url, kept, has_next)
     return Outcome(200, body=bundle("searchset", entries, links, total))
+
+
+def _types(
+    services: Services,
+    resource_type: str | None,
+    query: SearchQuery,
+    compartment: tuple[str, str] | None,
+) -> list[str] | None:
+    """The types searched; None for every type."""
+    for name in query.types:
+        check_type(services, name)
+    if compartment is not None:
+        kind, _ = compartment
+        if kind not in COMPARTMENTS:
+            raise bad_request(f"Search in the {kind} compartment is not supported")
+        registry = services.search.registry
+        members = [
+            t
+            for t in sorted(services.definitions.resource_types)
+            if t == kind or registry.compartment(t)
+        ]
+        if resource_type is not None:
+            check_type(services, resource_type)
+            if resource_type not in members:
+                raise bad_request(f"{resource_type} is not in the {kind} compartment")
+            return [resource_type]
+        return [t for t in members if not query.types or t in query.types]
+    if resource_type is not None:
+        check_type(services, resource_type)
+        if query.types and query.types != (resource_type,):
+            raise bad_request("_type is for searches across types: search the base URL", "_type")
+        return [resource_type]
+    return list(query.types) or None
+
+
+def _scope(
+    services: Services, types: list[str] | None, query: SearchQuery
+) -> tuple[Scope, list[str]]:
+    """The compiled criteria and the parameters ignored. A parameter unknown to one of the types
+    searched is ignored for all of them; across all types only the parameters every resource
+    has are known."""
+    compiler = services.search
+    common = _common(services)
+    if types is None:
+        unknown = [criterion_name(c) for c in query.criteria if not _is_common(c, common)]
+    else:
+        unknown = [u for t in types for u in compiler.compile(t, query).unknown]
+    unknown = list(dict.fromkeys(unknown))
+    query = replace(
+        query, criteria=tuple(c for c in query.criteria if criterion_name(c) not in unknown)
+    )
+    if types is None or len(types) == 1 or all(_is_common(c, common) for c in query.criteria):
+        # Resource-level parameters mean the same on every type: one compilation serves all.
+        compiled = compiler.compile(types[0] if types else min(common.types), query)
+        return Scope(types, compiled.where, compiled.args), unknown + compiled.unknown
+    args = Args()
+    parts = [
+        f"(r.resource_type = {args.add(t)} AND {compiler.compile(t, query, args).where})"
+        for t in types
+    ]
+    return Scope(types, " OR ".join(parts), args), unknown
+
+
+@dataclass(frozen=True, slots=True)
+class _Common:
+    codes: frozenset[str]
+    types: frozenset[str]
+
+
+def _is_common(criterion: Criterion | Has, common: _Common) -> bool:
+    return (
+        isinstance(criterion, Criterion) and not criterion.chain and criterion.name in common.codes
+    )
+
+
+def _common(services: Services) -> _Common:
+    return _common_to(services.search.registry, services.definitions.resource_types)
+
+
+@cache
+def _common_to(registry: SearchParameters, types: frozenset[str]) -> _Common:
+    """The parameters every resource type has (`_id`, `_lastUpdated`, `_tag`, …)."""
+    codes = frozenset.intersection(*(frozenset(registry.for_type(t)) for t in types))
+    return _Common(codes, frozenset(types))

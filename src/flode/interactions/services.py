@@ -18,3 +18,5 @@ class Services:
     search: SearchCompiler
     default_page_size: int = 20
     max_page_size: int = 1000
+    max_included: int = 1000
+    """How many resources `_include` and `_revinclude` add to one page at most."""

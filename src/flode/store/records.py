@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from flode.store.sql import Args
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +60,28 @@ class HistoryQuery:
     at: tuple[datetime, datetime] | None = None
     offset: int = 0
     count: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a search matches: resources of `types` (None: every type) satisfying `where`, a
+    compiled predicate over `resource r` whose values are in `args`, ordered by `order`
+    (SQL over `r`; newest first when empty)."""
+
+    types: Sequence[str] | None
+    where: str
+    args: Args
+    order: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkQuery:
+    """One `_include` (`reverse` False) or `_revinclude` step: references from resources of
+    `source_type` through `param` to `target_type` (None: any of them), at most `limit`
+    resources."""
+
+    source_type: str | None
+    param: str | None
+    target_type: str | None
+    reverse: bool
+    limit: int

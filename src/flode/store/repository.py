@@ -9,13 +9,22 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 from flode.store.indexer import DELETE_STATEMENT, Indexer, insert_statement
-from flode.store.records import Current, HistoryQuery, Version
+from flode.store.records import Current, HistoryQuery, LinkQuery, Scope, Version
 from flode.store.sql import Args
 
 _VERSION_COLUMNS = "v.resource_type, r.id, v.version, v.last_updated, v.method, v.content"
+
+
+def _scope(scope: Scope, args: Args) -> str:
+    """The WHERE clause of a search scope over `resource r` (args already hold its values)."""
+    where = ["NOT r.deleted", f"({scope.where})"]
+    if scope.types is not None:
+        where.insert(0, f"r.resource_type = ANY({args.add(list(scope.types))}::text[])")
+    return " AND ".join(where)
 
 
 def _version(row: asyncpg.Record) -> Version:
@@ -99,29 +108,69 @@ class Store:
         )
         return [_version(row) for row in rows]
 
-    async def search(
-        self, resource_type: str, where: str, args: Args, offset: int, count: int
-    ) -> list[Version]:
-        """Current, non-deleted versions matching a compiled predicate over `resource r`."""
-        args = Args(*args.values)
+    async def search(self, scope: Scope, offset: int, count: int) -> list[Version]:
+        """Current, non-deleted versions matching a compiled predicate over `resource r`, in the
+        scope's order; fetches `count + 1` so the caller knows if a next page exists."""
+        args = Args(*scope.args.values)
         rows = await self.pool.fetch(
             f"""SELECT {_VERSION_COLUMNS} FROM resource r
                 JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version
-                WHERE r.resource_type = {args.add(resource_type)} AND NOT r.deleted AND {where}
-                ORDER BY r.last_updated DESC, r.pk
+                WHERE {_scope(scope, args)}
+                ORDER BY {scope.order or "r.last_updated DESC"}, r.pk
                 OFFSET {args.add(offset)} LIMIT {args.add(count + 1)}""",
             *args.values,
         )
         return [_version(row) for row in rows]
 
-    async def count(self, resource_type: str, where: str, args: Args) -> int:
-        args = Args(*args.values)
+    async def count(self, scope: Scope) -> int:
+        args = Args(*scope.args.values)
         value = await self.pool.fetchval(
-            f"""SELECT count(*) FROM resource r
-                WHERE r.resource_type = {args.add(resource_type)} AND NOT r.deleted AND {where}""",
-            *args.values,
+            f"SELECT count(*) FROM resource r WHERE {_scope(scope, args)}", *args.values
         )
         return int(value)
+
+    async def estimate(self, scope: Scope) -> int:
+        """The planner's estimate of how many resources match: no rows are counted."""
+        args = Args(*scope.args.values)
+        plan = await self.pool.fetchval(
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE {_scope(scope, args)}",
+            *args.values,
+        )
+        rows: int = orjson.loads(plan)[0]["Plan"]["Plan Rows"]
+        return rows
+
+    async def linked(self, link: LinkQuery, found: Sequence[tuple[str, str]]) -> list[Version]:
+        """The current resources that `found` refer to through a reference parameter
+        (`_include`), or that refer to `found` (`_revinclude`, `link.reverse`)."""
+        if not found:
+            return []
+        args = Args([f[0] for f in found], [f[1] for f in found])
+        where = ["true"]
+        if link.source_type is not None:
+            where.append(f"s.resource_type = {args.add(link.source_type)}")
+        if link.param is not None:
+            where.append(f"s.param = {args.add(link.param)}")
+        if link.target_type is not None:
+            where.append(f"s.target_type = {args.add(link.target_type)}")
+        if link.reverse:
+            join = """search_reference s
+                JOIN unnest($1::text[], $2::text[]) AS f (type, id)
+                  ON s.target_type = f.type AND s.target_id = f.id
+                JOIN resource r ON r.pk = s.resource_pk"""
+        else:
+            join = """resource m
+                JOIN unnest($1::text[], $2::text[]) AS f (type, id)
+                  ON m.resource_type = f.type AND m.id = f.id
+                JOIN search_reference s ON s.resource_pk = m.pk
+                JOIN resource r ON r.resource_type = s.target_type AND r.id = s.target_id"""
+        rows = await self.pool.fetch(
+            f"""SELECT DISTINCT ON (r.pk) {_VERSION_COLUMNS} FROM {join}
+                JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version
+                WHERE NOT r.deleted AND {" AND ".join(where)}
+                ORDER BY r.pk LIMIT {args.add(link.limit)}""",
+            *args.values,
+        )
+        return [_version(row) for row in rows]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

@@ -41,8 +41,10 @@ class SearchCompiler:
         self.registry = registry
         self.resource_types = resource_types
 
-    def compile(self, resource_type: str, query: SearchQuery) -> Compiled:
-        args = Args()
+    def compile(self, resource_type: str, query: SearchQuery, args: Args | None = None) -> Compiled:
+        """The query as a predicate over `resource r`; its values are added to `args` (new
+        ones when not given), so several compiled queries can share one statement."""
+        args = Args() if args is None else args
         ands: list[str] = []
         unknown: list[str] = []
         for criterion in query.criteria:

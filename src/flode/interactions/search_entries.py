@@ -1,0 +1,37 @@
+"""The entries of a searchset page: matches, then included resources, whole or subsetted by
+`_summary` and `_elements`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flode.context import RequestContext
+from flode.fhir import json
+from flode.fhir.bundle import search_entry
+from flode.fhir.search_query import SearchQuery
+from flode.fhir.subsetting import elements, summary
+from flode.interactions.services import Services
+from flode.store.records import Version
+
+
+def entries_of(
+    services: Services,
+    ctx: RequestContext,
+    query: SearchQuery,
+    matches: Sequence[Version],
+    included: Sequence[Version],
+) -> list[dict[str, Any]]:
+    pairs = [(v, "match") for v in matches] + [(v, "include") for v in included]
+    subsetted = query.summary in ("true", "text", "data") or query.elements
+    if not subsetted:
+        return [search_entry(ctx.base_url, v, mode) for v, mode in pairs]
+    out = []
+    for version, mode in pairs:
+        resource = json.loads(version.content or "null")
+        if query.summary in ("true", "text", "data"):
+            resource = summary(services.definitions, resource, query.summary)
+        elif query.elements:
+            resource = elements(services.definitions, resource, query.elements)
+        out.append(search_entry(ctx.base_url, version, mode, resource))
+    return out

@@ -12,14 +12,27 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from flode.fhir.definitions import Definitions
 from flode.fhir.search_parameters import SearchParameter, SearchParameters
-from flode.store.params import composite, date, number, quantity, reference, string, token, uri
+from flode.store.params import (
+    composite,
+    date,
+    number,
+    quantity,
+    reference,
+    string,
+    text,
+    token,
+    uri,
+)
 from flode.store.params.common import Node
 
 # Parameters stored on `resource` itself rather than in index rows.
 ON_RESOURCE = frozenset({"_id", "_lastUpdated"})
-# Parameters that need a full-text index rather than rows of values (not yet implemented).
-NOT_INDEXED = frozenset({"_text"})
+# Parameters with a full-text index (`search_text`) rather than rows of values.
+FULL_TEXT = text.PARAMS
+# Parameters of the registry that nothing indexes yet.
+NOT_INDEXED: frozenset[str] = frozenset()
 
 MODULES: Mapping[str, ModuleType] = {
     "token": token,
@@ -53,20 +66,23 @@ COLUMN_TYPES: Mapping[str, tuple[str, ...]] = {
         "timestamptz",
     ),
 }
-TABLES: tuple[str, ...] = (*COLUMN_TYPES, "resource_compartment")
+TABLES: tuple[str, ...] = (*COLUMN_TYPES, text.TABLE, "resource_compartment")
 
 
 @dataclass(frozen=True, slots=True)
 class IndexRows:
-    """Rows per table: (param, *columns) for the search tables; compartment (type, id) pairs."""
+    """Rows per table: (param, *columns) for the search tables; compartment (type, id) pairs;
+    the words of the full-text row."""
 
     tables: Mapping[str, list[tuple[Any, ...]]]
     compartments: list[tuple[str, str]]
+    words: text.TextRow | None = None
 
 
 class Indexer:
-    def __init__(self, registry: SearchParameters) -> None:
+    def __init__(self, registry: SearchParameters, definitions: Definitions | None = None) -> None:
         self.registry = registry
+        self.text = text.Extractor(definitions or Definitions.load())
 
     def _composite_rows(self, param: SearchParameter, resource: Mapping[str, Any]) -> list[Any]:
         elements = []
@@ -82,9 +98,10 @@ class Indexer:
     def rows(self, resource: Mapping[str, Any]) -> IndexRows:
         resource_type = resource["resourceType"]
         tables: dict[str, list[tuple[Any, ...]]] = {}
-        for code, param in self.registry.for_type(resource_type).items():
+        params = self.registry.for_type(resource_type)
+        for code, param in params.items():
             module = MODULES.get(param.type)
-            if module is None or code in ON_RESOURCE or code in NOT_INDEXED:
+            if module is None or code in ON_RESOURCE or code in NOT_INDEXED or code in FULL_TEXT:
                 continue
             if param.type == "composite":
                 found = self._composite_rows(param, resource)
@@ -93,7 +110,10 @@ class Indexer:
             if found:
                 table: str = module.TABLE
                 tables.setdefault(table, []).extend((code, *row) for row in dict.fromkeys(found))
-        return IndexRows(tables, self._compartments(resource))
+        words = (
+            self.text.row(resource, narrative="_text" in params) if "_content" in params else None
+        )
+        return IndexRows(tables, self._compartments(resource), words)
 
     def _compartments(self, resource: Mapping[str, Any]) -> list[tuple[str, str]]:
         """The Patient compartments the resource belongs to (a Patient is in its own)."""
@@ -151,6 +171,13 @@ def insert_statement(pk: int, resource_type: str, rows: IndexRows) -> tuple[str,
                 "(resource_pk, resource_type, compartment_type, compartment_id) "
                 f"SELECT $1, $2, u.* FROM unnest(${len(args) - 1}::text[], ${len(args)}::text[])"
                 " AS u"
+            )
+        if rows.words is not None:
+            args.extend(rows.words)
+            parts.append(
+                f"INSERT INTO {text.TABLE} (resource_pk, resource_type, narrative, content) "
+                f"SELECT $1, $2, array_to_tsvector(${len(args) - 1}::text[]), "
+                f"array_to_tsvector(${len(args)}::text[])"
             )
     return (_ctes(parts), args) if parts else None
 

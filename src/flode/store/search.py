@@ -15,8 +15,9 @@ from flode.fhir.search_parameters import SearchParameter, SearchParameters
 from flode.fhir.search_query import Criterion, Has, Link, SearchQuery
 from flode.store.criteria import last_updated_predicate
 from flode.store.indexer import MODULES, NOT_INDEXED
-from flode.store.params import composite
+from flode.store.params import composite, text
 from flode.store.sql import Args
+from flode.text import split_escaped, unescape
 
 
 @dataclass
@@ -78,7 +79,11 @@ class SearchCompiler:
             if modifier is not None:
                 raise bad_request(f"Unknown modifier ':{modifier}' on _lastUpdated", name)
             return last_updated_predicate(value, args)
+        if name == "_list":
+            return self._list(modifier, value, args)
         param = self.registry.get(resource_type, name)
+        if name in text.PARAMS:
+            return None if param is None else text.search(name, modifier, value, args)
         if (
             param is None
             or param.compiled is None
@@ -87,6 +92,30 @@ class SearchCompiler:
         ):
             return None
         return self._predicate(resource_type, param, modifier, value, args)
+
+    def _list(self, modifier: str | None, value: str, args: Args) -> str:
+        """`_list=42`: the resources `List/42` has as `entry.item` (search.html#list), from the
+        List's `item` index rows; a missing List contains nothing."""
+        if modifier is not None:
+            raise bad_request(f"Unknown modifier ':{modifier}' on _list", "_list")
+        ids = []
+        for part in split_escaped(value, ","):
+            id = unescape(part).removeprefix("List/")
+            if id.startswith("$"):
+                raise bad_request(
+                    f"Functional lists such as '_list={id}' are not supported: name a List by "
+                    "its id",
+                    "_list",
+                )
+            if not id or "/" in id:
+                raise bad_request(f"_list takes the id of a List, not '{part}'", "_list")
+            ids.append(id)
+        return (
+            "EXISTS (SELECT 1 FROM resource l JOIN search_reference i ON i.resource_pk = l.pk "
+            f"WHERE l.resource_type = 'List' AND l.id = ANY({args.add(ids)}::text[]) "
+            "AND NOT l.deleted AND i.resource_type = 'List' AND i.param = 'item' "
+            "AND i.target_type = r.resource_type AND i.target_id = r.id)"
+        )
 
     def _predicate(
         self,

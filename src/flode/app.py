@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from flode.api import errors
+from flode.api import errors, routes
 from flode.api.observability import Metrics, RequestLog, healthz, metrics_endpoint
 from flode.api.routes import fhir_routes
 from flode.config import Config
@@ -23,8 +23,10 @@ from flode.fhir.errors import FhirError
 from flode.fhir.search_parameters import SearchParameters
 from flode.fhir.validation import Validator
 from flode.interactions.services import Services
+from flode.store.custom_parameters import CustomParameters
 from flode.store.indexer import Indexer
 from flode.store.migrate import migrate
+from flode.store.reindex import Reindexer
 from flode.store.repository import Store
 from flode.store.search import SearchCompiler
 
@@ -51,11 +53,15 @@ async def open_pool(database_url: str, config: Config) -> asyncpg.Pool:
 def build_services(pool: asyncpg.Pool, config: Config) -> Services:
     definitions = Definitions.load()
     registry = SearchParameters.load(definitions)
+    indexer = Indexer(registry, definitions)
+    compiler = SearchCompiler(registry, definitions.resource_types)
     return Services(
-        store=Store(pool, Indexer(registry)),
+        store=Store(pool, indexer),
         definitions=definitions,
         validator=Validator(definitions),
-        search=SearchCompiler(registry, definitions.resource_types),
+        search=compiler,
+        parameters=CustomParameters(pool, definitions, registry, compiler, indexer),
+        reindexer=Reindexer(pool, indexer),
         default_page_size=config.default_page_size,
         max_page_size=config.max_page_size,
     )
@@ -87,10 +93,15 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
             async with pool.acquire() as conn:
                 await migrate(conn)
             services = build_services(pool, config)
+            await services.parameters.refresh()
             if config.demo:
                 await seed_demo(services)
+            await services.reindexer.resume()
             app.state.services = services
-            yield
+            try:
+                yield
+            finally:
+                await services.reindexer.close()
         finally:
             await pool.close()
 
@@ -103,6 +114,9 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            # The base URL without its trailing slash: system search and transaction Bundles.
+            Route(config.base_path, routes.system_search, methods=["GET"]),
+            Route(config.base_path, routes.bundle, methods=["POST"]),
             Mount(config.base_path, routes=fhir_routes()),
         ],
         middleware=[Middleware(RequestLog, metrics=metrics, access_log=access_log)],

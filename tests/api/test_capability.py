@@ -61,7 +61,12 @@ async def test_every_resource_type_is_listed_once(
     assert set(types) == set(definitions.resource_types)
     assert {"Patient", "Observation", "Bundle", "Binary", "Parameters"} <= set(types)
     assert not {"Resource", "DomainResource"} & set(types)
-    assert rest["interaction"] == [{"code": "history-system"}]
+    assert {i["code"] for i in rest["interaction"]} == {
+        "transaction",
+        "batch",
+        "search-system",
+        "history-system",
+    }
 
 
 async def test_every_resource_lists_the_interactions_and_conditional_flags_implemented(
@@ -89,8 +94,10 @@ async def test_every_standard_search_parameter_the_compiler_answers_is_listed(
     for params in by_type.values():
         assert params["_id"]["type"] == "token"
         assert params["_lastUpdated"]["type"] == "date"
-        assert "_content" not in params
-        assert "_text" not in params
+        assert params["_content"]["type"] == "string"
+        assert params["_list"]["type"] == "special"
+    assert "_text" in by_type["Patient"]
+    assert "_text" not in by_type["Bundle"]  # a Bundle has no narrative
     patient = by_type["Patient"]
     assert patient["identifier"]["definition"].endswith("/Patient-identifier")
     assert {"name", "family", "birthdate", "gender", "general-practitioner"} <= set(patient)
@@ -104,8 +111,19 @@ async def test_the_parameters_not_supported_are_named_with_a_reason(
     client: httpx.AsyncClient,
 ) -> None:
     (rest,) = (await statement(client))["rest"]
-    assert "Resource-content (" in rest["documentation"]
-    assert "_text (needs a full-text index)" in rest["documentation"]
+    assert "Resource-query (_query names a custom query" in rest["documentation"]
+    assert "Resource-content" not in rest["documentation"]  # the full-text index answers it
+
+
+async def test_each_type_lists_what_it_can_include_and_revinclude(
+    client: httpx.AsyncClient,
+) -> None:
+    (rest,) = (await statement(client))["rest"]
+    by_type = {r["type"]: r for r in rest["resource"]}
+    observation, patient = by_type["Observation"], by_type["Patient"]
+    assert {"Observation:subject", "Observation:patient", "*"} <= set(observation["searchInclude"])
+    assert {"Observation:subject", "Encounter:patient", "*"} <= set(patient["searchRevInclude"])
+    assert "Observation:subject" not in by_type["Organization"]["searchRevInclude"]
 
 
 async def test_each_claimed_type_level_interaction_answers(client: httpx.AsyncClient) -> None:
@@ -120,6 +138,15 @@ async def test_each_claimed_type_level_interaction_answers(client: httpx.AsyncCl
         assert history.status_code == 200, kind
         assert (await client.get(f"{kind}/{absent}")).status_code == 404
     assert (await client.get("_history", params={"_count": "1"})).status_code == 200
+
+
+async def test_the_claimed_system_interactions_answer(client: httpx.AsyncClient) -> None:
+    (rest,) = (await statement(client))["rest"]
+    for code in ("transaction", "batch"):
+        assert {"code": code} in rest["interaction"]
+        response = await client.post("", json={"resourceType": "Bundle", "type": code})
+        assert response.status_code == 200, response.text
+        assert response.json()["type"] == f"{code}-response"
 
 
 async def test_metadata_honours_format_and_pretty(client: httpx.AsyncClient) -> None:

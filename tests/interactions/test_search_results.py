@@ -365,3 +365,87 @@ async def test_summary_applies_to_included_resources_too(
     )
     for patient in entries(found, "include"):
         assert set(patient) == {"resourceType", "id", "meta"}
+
+
+def next_link(bundle: dict[str, Any]) -> str | None:
+    return next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
+
+
+async def all_pages(client: httpx.AsyncClient, first: dict[str, Any]) -> list[dict[str, Any]]:
+    pages = [first]
+    while (url := next_link(pages[-1])) is not None:
+        pages.append(await get(client, url))
+    return pages
+
+
+async def test_pages_stay_the_same_while_matches_are_updated_created_and_deleted(
+    client: httpx.AsyncClient,
+) -> None:
+    tag = uuid.uuid4().hex
+    patients = [
+        tagged({"resourceType": "Patient", "id": f"{tag[:8]}-{n}", "gender": "other"}, tag)
+        for n in range(7)
+    ]
+    for patient in patients:
+        await put(client, patient)
+    first = await get(client, "Patient", {"_tag": f"{TAG_SYSTEM}|{tag}", "_count": 3})
+    assert first["total"] == 7
+    seen = ids(first)
+    unseen = [p for p in patients if p["id"] not in seen]
+    # While the client reads page one, others write: an unseen match is updated (it would
+    # move to the front of a newest-first search), another is deleted, a new one is created.
+    await put(client, {**unseen[0], "gender": "female"})
+    assert (await client.delete(f"Patient/{unseen[1]['id']}")).status_code in (200, 204)
+    await put(client, tagged({"resourceType": "Patient", "id": f"{tag[:8]}-new"}, tag))
+    rest = await all_pages(client, first)
+    assert all(not entries(page, "outcome") for page in rest)  # the links hold no unknowns
+    later = [i for page in rest[1:] for i in ids(page)]
+    assert sorted(later) == sorted([unseen[0]["id"], *(p["id"] for p in unseen[2:])])
+    assert len(set(seen + later)) == len(seen + later)  # nothing twice
+    updated = next(e for page in rest for e in entries(page) if e["id"] == unseen[0]["id"])
+    assert updated["gender"] == "female"  # the current version is served
+
+
+async def test_a_result_set_that_is_gone_is_computed_again_from_the_query(
+    client: httpx.AsyncClient, family: dict[str, Any]
+) -> None:
+    first = await get(client, "Patient", {"_tag": family["tag"], "_count": 2, "_sort": "_id"})
+    url = next_link(first)
+    assert url is not None
+    assert "_results=" in url
+    gone = httpx.URL(url).copy_set_param("_results", str(uuid.uuid4()))
+    second = await get(client, str(gone))
+    assert ids(second) == [f"{family['p']}-pat-3"]
+
+
+async def test_a_malformed_result_set_id_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.get("Patient", params={"_results": "not-a-uuid"})
+    assert response.status_code == 400
+    assert "_results" in response.text
+
+
+async def test_contained_false_is_the_default_and_true_is_refused_as_not_supported(
+    client: httpx.AsyncClient, family: dict[str, Any]
+) -> None:
+    found = await get(client, "Patient", {"_tag": family["tag"], "_contained": "false"})
+    assert found["total"] == 3
+    for value in ("true", "both"):
+        response = await client.get("Patient", params={"_contained": value})
+        assert response.status_code == 400
+        assert response.json()["issue"][0]["code"] == "not-supported"
+
+
+async def test_summary_and_elements_apply_to_a_read_too(
+    client: httpx.AsyncClient, family: dict[str, Any]
+) -> None:
+    url = f"Patient/{family['p']}-pat-1"
+    summary = await client.get(url, params={"_summary": "true"})
+    assert summary.status_code == 200
+    assert summary.headers["etag"] == 'W/"1"'
+    assert "managingOrganization" in summary.json()
+    assert any(t["code"] == "SUBSETTED" for t in summary.json()["meta"]["tag"])
+    picked = (await client.get(f"{url}/_history/1", params={"_elements": "gender"})).json()
+    assert set(picked) == {"resourceType", "id", "meta", "gender"}
+    whole = (await client.get(url)).json()
+    assert "SUBSETTED" not in str(whole)
+    assert (await client.get(url, params={"_summary": "count"})).status_code == 400

@@ -197,3 +197,25 @@ async def test_compartment_search_of_a_type_outside_the_compartment_is_refused(
     other = await client.get("Practitioner/1/Observation")
     assert other.status_code == 400
     assert other.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_system_search_takes_list_and_content(
+    client: httpx.AsyncClient, ward: dict[str, Any]
+) -> None:
+    p = ward["p"]
+    items = [{"item": {"reference": f"Condition/{p}-cond-1"}}]
+    items.append({"item": {"reference": f"Encounter/{p}-enc-1"}})
+    await put(
+        client,
+        {
+            "resourceType": "List",
+            "id": f"{p}-list",
+            "status": "current",
+            "mode": "working",
+            "entry": items,
+        },
+    )
+    found = await get(client, "", {"_list": f"{p}-list"})
+    assert keys(found, "match") == {f"Condition/{p}-cond-1", f"Encounter/{p}-enc-1"}
+    content = await get(client, "", {"_tag": ward["tag"], "_content": "astma"})
+    assert keys(content, "match") == {f"Condition/{p}-cond-1", f"Condition/{p}-cond-2"}

@@ -10,7 +10,7 @@ from flode import __version__
 from flode.config import Config
 from flode.fhir.dates import format_instant
 from flode.interactions.services import Services
-from flode.store.indexer import MODULES, NOT_INDEXED, ON_RESOURCE
+from flode.store.indexer import FULL_TEXT, MODULES, NOT_INDEXED, ON_RESOURCE
 
 _INTERACTIONS = (
     "read",
@@ -23,30 +23,73 @@ _INTERACTIONS = (
     "create",
     "search-type",
 )
+# Interactions on the base URL (POST [base] with a transaction or batch Bundle, GET [base]/_history)
+_SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
+# Answered by the search compiler beside the registry's parameters.
+_LIST = {
+    "name": "_list",
+    "type": "special",
+    "documentation": "The resources a List has as entry.item: _list=[List id]",
+}
+# Official parameters without a usable expression that Flöde answers from its full-text index.
+_FULL_TEXT_URLS = frozenset(
+    {
+        "http://hl7.org/fhir/SearchParameter/Resource-content",
+        "http://hl7.org/fhir/SearchParameter/DomainResource-text",
+    }
+)
 _STARTED = format_instant(datetime.now(UTC))
 
 
 def _search_params(services: Services, resource_type: str) -> list[dict[str, Any]]:
     """Every parameter the search compiler answers for the type, as the registry defines it."""
-    return [
+    found = [
         {"name": code, "definition": param.url, "type": param.type}
         for code, param in sorted(services.search.registry.for_type(resource_type).items())
-        if param.compiled is not None
-        and code not in NOT_INDEXED
-        and (param.type in MODULES or code in ON_RESOURCE)
+        if code in FULL_TEXT
+        or (
+            param.compiled is not None
+            and code not in NOT_INDEXED
+            and (param.type in MODULES or code in ON_RESOURCE)
+        )
     ]
+    return [*found, _LIST]
+
+
+def _includes(services: Services, resource_type: str) -> list[str]:
+    """`_include` values: the type's reference parameters, and `*`."""
+    registry = services.search.registry
+    codes = [c for c, p in registry.for_type(resource_type).items() if p.type == "reference"]
+    return [*(f"{resource_type}:{code}" for code in sorted(codes)), "*"]
+
+
+def _revincludes(services: Services) -> dict[str, list[str]]:
+    """`_revinclude` values per target type: the reference parameters that can point at it."""
+    found: dict[str, list[str]] = {}
+    registry = services.search.registry
+    for source in sorted(services.definitions.resource_types):
+        for code, param in sorted(registry.for_type(source).items()):
+            if param.type != "reference":
+                continue
+            for target in param.targets or services.definitions.resource_types:
+                found.setdefault(target, []).append(f"{source}:{code}")
+    return found
 
 
 def _unsupported(services: Services) -> str:
     registry = services.search.registry
-    found = {url.rsplit("/", 1)[-1]: reason for url, reason in registry.unsupported}
+    found = {
+        url.rsplit("/", 1)[-1]: reason
+        for url, reason in registry.unsupported
+        if url not in _FULL_TEXT_URLS
+    }
     for code in sorted(NOT_INDEXED):
-        found[code] = "needs a full-text index"
+        found[code] = "not indexed"
     listed = "; ".join(f"{name} ({reason})" for name, reason in sorted(found.items()))
     return f"Search parameters defined by FHIR R4 that this server does not support: {listed}."
 
 
-def _resource(services: Services, resource_type: str) -> dict[str, Any]:
+def _resource(services: Services, resource_type: str, revincludes: list[str]) -> dict[str, Any]:
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
@@ -58,11 +101,14 @@ def _resource(services: Services, resource_type: str) -> dict[str, Any]:
         "conditionalRead": "full-support",  # If-None-Match and If-Modified-Since
         "conditionalUpdate": True,
         "conditionalDelete": "single",
+        "searchInclude": _includes(services, resource_type),
+        "searchRevInclude": [*revincludes, "*"],
         "searchParam": _search_params(services, resource_type),
     }
 
 
 def capability_statement(services: Services, config: Config) -> dict[str, Any]:
+    revincludes = _revincludes(services)
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -82,9 +128,10 @@ def capability_statement(services: Services, config: Config) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": _unsupported(services),
                 "resource": [
-                    _resource(services, t) for t in sorted(services.definitions.resource_types)
+                    _resource(services, t, revincludes.get(t, []))
+                    for t in sorted(services.definitions.resource_types)
                 ],
-                "interaction": [{"code": "history-system"}],
+                "interaction": [{"code": code} for code in _SYSTEM_INTERACTIONS],
             }
         ],
     }

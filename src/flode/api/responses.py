@@ -43,7 +43,7 @@ def fhir_response(
 def respond(
     request: Request, ctx: RequestContext, outcome: Outcome, write: bool = False
 ) -> Response:
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(outcome.headers)
     version = outcome.version
     if version is not None:
         headers["ETag"] = etag(version.version)

@@ -27,7 +27,17 @@ from flode.config import Config
 from flode.context import RequestContext
 from flode.fhir import json
 from flode.fhir.errors import bad_request, error
-from flode.interactions import create, delete, history, patch, read, search, update
+from flode.interactions import (
+    batch,
+    create,
+    delete,
+    history,
+    patch,
+    read,
+    reindex,
+    search,
+    update,
+)
 from flode.interactions.services import Services
 
 
@@ -83,13 +93,41 @@ def _criteria(raw: str) -> list[tuple[str, str]]:
 async def metadata(request: Request) -> Response:
     context(request)
     state = request.app.state
-    # Built once: it describes the code, which does not change while the server runs.
-    if getattr(state, "capability_statement", None) is None:
-        state.capability_statement = json.dumps(
-            capability_statement(services_of(request), config_of(request))
-        )
-    body: bytes = state.capability_statement
-    return fhir_response(request, 200, body)
+    services = services_of(request)
+    # Built once per set of search parameters: the rest is the code, which does not change
+    # while the server runs.
+    generation = services.parameters.generation
+    cached = getattr(state, "capability_statement", None)
+    if cached is None or cached[0] != generation:
+        body = json.dumps(capability_statement(services, config_of(request)))
+        state.capability_statement = cached = (generation, body)
+    return fhir_response(request, 200, cached[1])
+
+
+async def after_write(request: Request, resource_type: str) -> None:
+    """A SearchParameter written changes what search and indexing know."""
+    if resource_type == "SearchParameter":
+        await services_of(request).parameters.refresh()
+
+
+async def reindex_start(request: Request) -> Response:
+    """`POST [base]/$reindex` and `POST [base]/{type}/$reindex`."""
+    ctx = context(request)
+    raw = await read_body(request, config_of(request).max_body_bytes)
+    if raw.strip():
+        check_content_type(request)
+    body = json.loads(raw) if raw.strip() else None
+    outcome = await reindex.start(services_of(request), ctx, request.path_params.get("type"), body)
+    return respond(request, ctx, outcome)
+
+
+async def reindex_job(request: Request) -> Response:
+    """`GET [base]/$reindex/{id}` (progress) and `DELETE` (cancel)."""
+    ctx = context(request)
+    services, id = services_of(request), request.path_params["id"]
+    if request.method == "DELETE":
+        return respond(request, ctx, await reindex.cancel(services, ctx, id))
+    return respond(request, ctx, await reindex.status(services, ctx, id))
 
 
 async def system_history(request: Request) -> Response:
@@ -118,6 +156,7 @@ async def type_level(request: Request) -> Response:
         outcome = await create.create(
             services, ctx, resource_type, body, None if condition is None else _criteria(condition)
         )
+        await after_write(request, resource_type)
         return respond(request, ctx, outcome, write=True)
     criteria = params(request)
     if not criteria:
@@ -131,9 +170,10 @@ async def type_level(request: Request) -> Response:
         outcome = await update.conditional_update(
             services, ctx, resource_type, criteria, body, if_match
         )
-        return respond(request, ctx, outcome, write=True)
-    assert method == "DELETE"
-    outcome = await delete.conditional_delete(services, ctx, resource_type, criteria)
+    else:
+        assert method == "DELETE"
+        outcome = await delete.conditional_delete(services, ctx, resource_type, criteria)
+    await after_write(request, resource_type)
     return respond(request, ctx, outcome, write=True)
 
 
@@ -225,7 +265,8 @@ async def instance(request: Request) -> Response:
     method = request.method
     limit = config_of(request).max_body_bytes
     if method in ("GET", "HEAD"):
-        response = respond(request, ctx, await read.read(services, ctx, resource_type, id))
+        outcome = await read.read(services, ctx, resource_type, id)
+        response = respond(request, ctx, read.subsetted(services, outcome, params(request)))
         if _not_modified(request, response):
             return Response(status_code=304, headers={"ETag": response.headers["etag"]})
         return response
@@ -241,6 +282,7 @@ async def instance(request: Request) -> Response:
     else:
         assert method == "DELETE"
         outcome = await delete.delete(services, ctx, resource_type, id, if_match)
+    await after_write(request, resource_type)
     return respond(request, ctx, outcome, write=True)
 
 
@@ -259,19 +301,40 @@ async def instance_history(request: Request) -> Response:
 async def version_read(request: Request) -> Response:
     ctx = context(request)
     p = request.path_params
-    outcome = await read.vread(services_of(request), ctx, p["type"], p["id"], p["vid"])
+    services = services_of(request)
+    outcome = await read.vread(services, ctx, p["type"], p["id"], p["vid"])
+    outcome = read.subsetted(services, outcome, params(request))
+    return respond(request, ctx, outcome)
+
+
+async def bundle(request: Request) -> Response:
+    """`POST [base]`: a transaction or batch Bundle (http.html#transaction)."""
+    ctx = context(request)
+    check_content_type(request)
+    body = await read_json(request, config_of(request).max_body_bytes)
+    outcome = await batch.submit(services_of(request), ctx, body, Prefer.of(request).return_)
+    entries = body.get("entry") if isinstance(body, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        url = entry.get("request", {}).get("url", "") if isinstance(entry, dict) else ""
+        if isinstance(url, str) and url.startswith("SearchParameter"):
+            await after_write(request, "SearchParameter")
+            break
     return respond(request, ctx, outcome)
 
 
 def fhir_routes() -> list[Route]:
     return [
         Route("/", system_search, methods=["GET"]),
+        Route("/", bundle, methods=["POST"]),
         Route("/metadata", metadata, methods=["GET"]),
         Route("/_history", system_history, methods=["GET"]),
         Route("/_search", system_search, methods=["POST"]),
+        Route("/$reindex", reindex_start, methods=["POST"]),
+        Route("/$reindex/{id}", reindex_job, methods=["GET", "DELETE"]),
         Route("/{type}", type_level, methods=["GET", "POST", "PUT", "DELETE"]),
         Route("/{type}/_history", type_history, methods=["GET"]),
         Route("/{type}/_search", type_search, methods=["POST"]),
+        Route("/{type}/$reindex", reindex_start, methods=["POST"]),
         Route("/{type}/{id}", instance, methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route("/{type}/{id}/_history", instance_history, methods=["GET"]),
         Route("/{type}/{id}/_history/{vid}", version_read, methods=["GET"]),

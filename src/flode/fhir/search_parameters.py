@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -145,6 +145,34 @@ class SearchParameters:
     def compartment(self, resource_type: str) -> tuple[str, ...]:
         """The parameters whose Patient reference puts a `resource_type` into that compartment."""
         return self._compartment.get(resource_type, ())
+
+    def with_custom(
+        self, definitions: Definitions, custom: Sequence[Mapping[str, Any]]
+    ) -> tuple[SearchParameters, list[tuple[str, str]]]:
+        """This registry with custom SearchParameter resources added, and (url, reason) of those
+        that cannot be used. A custom parameter takes its code on each of its base types; a
+        usable one replaces a standard parameter of the same code there."""
+        by_type = {t: dict(params) for t, params in self._by_type.items()}
+        codes = {param.url: param.code for param in self}
+        codes.update({r["url"]: r["code"] for r in custom if "url" in r and "code" in r})
+        problems: dict[str, str] = {}
+        for resource in custom:
+            try:
+                found = list(_parameters(definitions, resource, codes))
+            except (KeyError, TypeError, ValueError) as exc:
+                problems[str(resource.get("url"))] = f"not a usable SearchParameter ({exc})"
+                continue
+            for param, problem in found:
+                if problem is not None:
+                    problems.setdefault(param.url, problem)
+                    continue
+                by_type.setdefault(param.base, {})[param.code] = param
+        registry = SearchParameters(
+            MappingProxyType({t: MappingProxyType(p) for t, p in sorted(by_type.items())}),
+            self._unsupported,
+            self._compartment,
+        )
+        return registry, sorted(problems.items())
 
 
 @cache

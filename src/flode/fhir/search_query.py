@@ -30,6 +30,7 @@ RESULT = frozenset(
         "_containedType",
         "_offset",
         "_snapshot",
+        "_results",
         "_format",
         "_pretty",
     }

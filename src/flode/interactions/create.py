@@ -1,4 +1,8 @@
-"""create and conditional create (https://hl7.org/fhir/R4/http.html#create)."""
+"""create and conditional create (https://hl7.org/fhir/R4/http.html#create).
+
+`prepare_create` checks the request without I/O; `find_existing` and `insert_new` do the work
+inside a given transaction, so a transaction Bundle runs the same steps as `POST /{type}`.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,61 @@ from collections.abc import Sequence
 from typing import Any
 
 from flode.context import RequestContext
-from flode.fhir.errors import precondition_failed
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
 from flode.interactions.write import (
     check_body,
     check_type,
     conditional_criteria,
+    find_one,
+    in_transaction,
     information,
     new_id,
     next_timestamp,
     stamp,
 )
-from flode.store.criteria import criteria_keys
-from flode.store.records import Version
+from flode.store.records import Current, Version
 from flode.store.repository import Transaction
 
 
-async def insert_new(tx: Transaction, resource_type: str, resource: dict[str, Any]) -> Version:
-    """Write a resource under a new server-assigned id (any id in the body is ignored)."""
-    id = new_id()
+def prepare_create(services: Services, resource_type: str, body: Any) -> dict[str, Any]:
+    """The resource to create, validated. The server assigns the id; one in the body is ignored,
+    so it is not validated either."""
+    check_type(services, resource_type)
+    if isinstance(body, dict):
+        body = {key: value for key, value in body.items() if key != "id"}
+    return check_body(services, resource_type, body)
+
+
+async def find_existing(
+    tx: Transaction,
+    services: Services,
+    resource_type: str,
+    if_none_exist: Sequence[tuple[str, str]],
+) -> Current | None:
+    """The resource that makes a conditional create a no-op, if one matches (412 if several)."""
+    return await find_one(
+        tx,
+        services,
+        resource_type,
+        if_none_exist,
+        "If-None-Exist matches more than one resource: the criteria are not selective",
+    )
+
+
+def existing_outcome(existing: Current) -> Outcome:
+    return Outcome(
+        200,
+        existing.as_version(),
+        issues=information("A resource matching If-None-Exist exists; nothing created"),
+    )
+
+
+async def insert_new(
+    tx: Transaction, resource_type: str, resource: dict[str, Any], id: str | None = None
+) -> Version:
+    """Write a resource under a new server-assigned id (`id`, if the caller chose it already)."""
+    id = id or new_id()
     last_updated = next_timestamp(None)
     content = stamp(resource, id, 1, last_updated)
     await tx.insert(resource_type, id, last_updated, "POST", content, resource)
@@ -39,26 +78,15 @@ async def create(
     body: Any,
     if_none_exist: Sequence[tuple[str, str]] | None = None,
 ) -> Outcome:
-    check_type(services, resource_type)
-    if isinstance(body, dict):
-        # The server assigns the id; one in the body is ignored, so it is not validated either.
-        body = {key: value for key, value in body.items() if key != "id"}
-    resource = check_body(services, resource_type, body)
-    async with services.store.transaction() as tx:
+    resource = prepare_create(services, resource_type, body)
+    if if_none_exist:
+        conditional_criteria(services, resource_type, if_none_exist)  # a 400 before any I/O
+
+    async def work(tx: Transaction) -> Outcome:
         if if_none_exist:
-            where, args = conditional_criteria(services, resource_type, if_none_exist)
-            for key in criteria_keys(resource_type, if_none_exist):
-                await tx.lock_key(key)
-            found = await tx.find(resource_type, where, args, limit=2)
-            if len(found) > 1:
-                raise precondition_failed(
-                    "If-None-Exist matches more than one resource: the criteria are not selective"
-                )
-            if found:
-                return Outcome(
-                    200,
-                    found[0].as_version(),
-                    issues=information("A resource matching If-None-Exist exists; nothing created"),
-                )
-        version = await insert_new(tx, resource_type, resource)
-    return Outcome(201, version)
+            existing = await find_existing(tx, services, resource_type, if_none_exist)
+            if existing is not None:
+                return existing_outcome(existing)
+        return Outcome(201, await insert_new(tx, resource_type, resource))
+
+    return await in_transaction(services, work)

@@ -1,7 +1,8 @@
 """delete and conditional delete (https://hl7.org/fhir/R4/http.html#delete).
 
 A delete writes a new version that is a tombstone; earlier versions stay readable by vread and
-history (nothing clinical is ever erased: DOMAIN.md L12).
+history (nothing clinical is ever erased: DOMAIN.md L12). `delete_in` and `conditional_delete_in`
+work inside a given transaction, so a transaction Bundle runs the same steps as `DELETE`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,14 @@ from flode.context import RequestContext
 from flode.fhir.errors import not_found, precondition_failed
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
-from flode.interactions.write import check_type, conditional_criteria, information, next_timestamp
-from flode.store.criteria import criteria_keys
+from flode.interactions.write import (
+    check_type,
+    conditional_criteria,
+    find_one,
+    in_transaction,
+    information,
+    next_timestamp,
+)
 from flode.store.records import Current, Version
 from flode.store.repository import Transaction
 
@@ -35,6 +42,20 @@ async def _tombstone(tx: Transaction, current: Current) -> Outcome:
     )
 
 
+async def delete_in(
+    tx: Transaction, resource_type: str, id: str, if_match: int | None = None
+) -> Outcome:
+    current = await tx.current(resource_type, id)
+    if current is None:
+        raise not_found(f"{resource_type}/{id} is not known")
+    if if_match is not None and if_match != current.version:
+        raise precondition_failed(
+            f'If-Match W/"{if_match}" does not match the current version '
+            f'W/"{current.version}" of {resource_type}/{id}'
+        )
+    return await _tombstone(tx, current)
+
+
 async def delete(
     services: Services,
     ctx: RequestContext,
@@ -43,31 +64,29 @@ async def delete(
     if_match: int | None = None,
 ) -> Outcome:
     check_type(services, resource_type)
-    async with services.store.transaction() as tx:
-        current = await tx.current(resource_type, id)
-        if current is None:
-            raise not_found(f"{resource_type}/{id} is not known")
-        if if_match is not None and if_match != current.version:
-            raise precondition_failed(
-                f'If-Match W/"{if_match}" does not match the current version '
-                f'W/"{current.version}" of {resource_type}/{id}'
-            )
-        return await _tombstone(tx, current)
+    return await in_transaction(services, lambda tx: delete_in(tx, resource_type, id, if_match))
+
+
+async def conditional_delete_in(
+    tx: Transaction, services: Services, resource_type: str, criteria: Sequence[tuple[str, str]]
+) -> Outcome:
+    found = await find_one(
+        tx,
+        services,
+        resource_type,
+        criteria,
+        "The conditional delete criteria match more than one resource",
+    )
+    if found is None:
+        return Outcome(204, issues=information("No resource matched; nothing was deleted"))
+    return await _tombstone(tx, found)
 
 
 async def conditional_delete(
     services: Services, ctx: RequestContext, resource_type: str, criteria: Sequence[tuple[str, str]]
 ) -> Outcome:
     check_type(services, resource_type)
-    where, args = conditional_criteria(services, resource_type, criteria)
-    async with services.store.transaction() as tx:
-        for key in criteria_keys(resource_type, criteria):
-            await tx.lock_key(key)
-        found = await tx.find(resource_type, where, args, limit=2)
-        if len(found) > 1:
-            raise precondition_failed(
-                "The conditional delete criteria match more than one resource"
-            )
-        if not found:
-            return Outcome(204, issues=information("No resource matched; nothing was deleted"))
-        return await _tombstone(tx, found[0])
+    conditional_criteria(services, resource_type, criteria)  # a 400 before any I/O
+    return await in_transaction(
+        services, lambda tx: conditional_delete_in(tx, services, resource_type, criteria)
+    )

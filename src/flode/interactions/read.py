@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
 from flode.context import RequestContext
-from flode.fhir.errors import FhirError, Issue, not_found
+from flode.fhir import json
+from flode.fhir.errors import FhirError, Issue, bad_request, not_found
+from flode.fhir.subsetting import elements, summary
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
 from flode.interactions.write import check_type
@@ -42,3 +47,21 @@ async def vread(
     if version.deleted:
         raise gone(version)
     return Outcome(200, version)
+
+
+def subsetted(services: Services, outcome: Outcome, params: Sequence[tuple[str, str]]) -> Outcome:
+    """A read's resource as `_summary` or `_elements` ask (search.html#summary: they apply to
+    read too); the outcome itself when neither is given."""
+    values = dict(params)
+    mode, names = values.get("_summary"), values.get("_elements")
+    if ((mode is None or mode == "false") and names is None) or outcome.version is None:
+        return outcome
+    if mode is not None and mode not in ("true", "text", "data", "false"):
+        raise bad_request("_summary on a read must be true, text, data or false", "_summary")
+    resource = json.loads(outcome.version.content or "null")
+    if mode is not None and mode != "false":
+        resource = summary(services.definitions, resource, mode)
+    elif names is not None:
+        wanted = [n.strip() for n in names.split(",") if n.strip()]
+        resource = elements(services.definitions, resource, wanted)
+    return replace(outcome, body=resource)

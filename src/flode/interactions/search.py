@@ -9,13 +9,14 @@ asks for `Prefer: handling=strict` (400).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import lru_cache
 
 from flode.context import RequestContext
 from flode.fhir.bundle import bundle
-from flode.fhir.errors import Issue, bad_request, operation_outcome
+from flode.fhir.errors import Issue, bad_request, error, operation_outcome
 from flode.fhir.search_parameters import SearchParameters
 from flode.fhir.search_query import RESULT, Criterion, Has, SearchQuery, criterion_name, parse
 from flode.interactions.included import included
@@ -24,7 +25,7 @@ from flode.interactions.paging import PAGING, Page
 from flode.interactions.search_entries import entries_of
 from flode.interactions.services import Services
 from flode.interactions.write import check_type
-from flode.store.records import Scope
+from flode.store.records import Scope, Version
 from flode.store.sort import order_by
 from flode.store.sql import Args
 
@@ -43,6 +44,13 @@ async def search(
     compartment allows; `compartment` is (type, id) for `Patient/{id}/…`."""
     page = Page.parse(params, services.default_page_size, services.max_page_size)
     query = parse(params)
+    if query.contained in ("true", "both"):
+        raise error(
+            400,
+            "not-supported",
+            "_contained=true|both is not supported: contained resources are searched as part of "
+            "their container only",
+        )
     types = _types(services, resource_type, query, compartment)
     scope, unknown = _scope(services, types, query)
     if unknown and strict:
@@ -50,6 +58,7 @@ async def search(
             f"Unknown or unsupported search parameter(s): {', '.join(unknown)}", *unknown
         )
     args = scope.args
+    # The snapshot keeps pages that are not read from a stored result set stable.
     where = [scope.where, f"r.last_updated <= {args.add(page.snapshot)}"]
     if compartment is not None:
         where.append(
@@ -57,24 +66,21 @@ async def search(
             f"AND c.compartment_type = {args.add(compartment[0])} "
             f"AND c.compartment_id = {args.add(compartment[1])})"
         )
-    # The snapshot keeps later pages stable while others write.
     scope = replace(
         scope,
         where=" AND ".join(f"({w})" for w in where),
         order=order_by(services.search.registry, types or (), query.sort),
     )
     count = 0 if query.summary == "count" else page.count
-    versions = await services.store.search(scope, page.offset, count)
-    has_next = len(versions) > count
-    matches = versions[:count]
-    total: int | None = None
-    if query.total != "none" or query.summary == "count":
-        if not has_next and (matches or not page.offset):
-            total = page.offset + len(matches)
-        elif query.total == "estimate":
-            total = await services.store.estimate(scope)
-        else:
-            total = await services.store.count(scope)
+    stored = None
+    if page.results is not None:
+        stored = await services.store.results.page(page.results, page.offset, count)
+    if stored is not None:
+        matches, size = stored
+        results, has_next = page.results, page.offset + count < size
+        total = None if query.total == "none" else size
+    else:
+        matches, has_next, results, total = await _run(services, scope, page, count, query)
     extra, issues = await included(services, query.includes, matches)
     entries = entries_of(services, ctx, query, matches, extra)
     issues += [
@@ -90,8 +96,31 @@ async def search(
     )
     if compartment is not None and resource_type is None:
         url += "/*"
-    links = page.links(url, kept, has_next)
+    links = page.links(url, kept, has_next, results)
     return Outcome(200, body=bundle("searchset", entries, links, total))
+
+
+async def _run(
+    services: Services, scope: Scope, page: Page, count: int, query: SearchQuery
+) -> tuple[list[Version], bool, uuid.UUID | None, int | None]:
+    """A page of a search run now: the matches, whether more follow, the result set stored for
+    the pages that follow, and the total."""
+    versions = await services.store.search(scope, page.offset, count)
+    has_next = len(versions) > count
+    matches = versions[:count]
+    wants_total = query.total != "none" or query.summary == "count"
+    if not has_next and (matches or not page.offset):
+        return matches, False, None, page.offset + len(matches) if wants_total else None
+    if count and page.offset == 0:
+        keys = await services.store.results.keys(scope, services.max_result_set + 1)
+        if len(keys) <= services.max_result_set:
+            results = await services.store.results.save(keys)
+            return matches, has_next, results, len(keys) if wants_total else None
+    if not wants_total:
+        return matches, has_next, None, None
+    if query.total == "estimate":
+        return matches, has_next, None, await services.store.estimate(scope)
+    return matches, has_next, None, await services.store.count(scope)
 
 
 def _types(
@@ -171,8 +200,8 @@ def _common(services: Services) -> _Common:
     return _common_to(services.search.registry, services.definitions.resource_types)
 
 
-@cache
+@lru_cache(maxsize=8)  # one registry per set of custom parameters
 def _common_to(registry: SearchParameters, types: frozenset[str]) -> _Common:
     """The parameters every resource type has (`_id`, `_lastUpdated`, `_tag`, …)."""
-    codes = frozenset.intersection(*(frozenset(registry.for_type(t)) for t in types))
+    codes = frozenset.intersection(*(frozenset(registry.for_type(t)) for t in types)) | {"_list"}
     return _Common(codes, frozenset(types))

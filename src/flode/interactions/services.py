@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from flode.fhir.definitions import Definitions
 from flode.fhir.validation import Validator
+from flode.store.custom_parameters import CustomParameters
+from flode.store.reindex import Reindexer
 from flode.store.repository import Store
 from flode.store.search import SearchCompiler
 
@@ -16,7 +18,11 @@ class Services:
     definitions: Definitions
     validator: Validator
     search: SearchCompiler
+    parameters: CustomParameters
+    reindexer: Reindexer
     default_page_size: int = 20
     max_page_size: int = 1000
     max_included: int = 1000
     """How many resources `_include` and `_revinclude` add to one page at most."""
+    max_result_set: int = 10_000
+    """A search with more matches than this pages by offset: its pages are not stored."""

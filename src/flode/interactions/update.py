@@ -1,24 +1,30 @@
-"""update, update as create, and conditional update (https://hl7.org/fhir/R4/http.html#update)."""
+"""update, update as create, and conditional update (https://hl7.org/fhir/R4/http.html#update).
+
+The `prepare_*` functions check a request without I/O; the rest work inside a given
+transaction, so a transaction Bundle runs the same steps as `PUT /{type}/{id}`.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flode.context import RequestContext
 from flode.fhir.errors import bad_request, precondition_failed
-from flode.interactions.create import insert_new
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
 from flode.interactions.write import (
     check_body,
     check_type,
     conditional_criteria,
+    find_one,
+    in_transaction,
+    new_id,
     next_timestamp,
     stamp,
 )
-from flode.store.criteria import criteria_keys
 from flode.store.records import Current, Version
 from flode.store.repository import Transaction
 
@@ -62,6 +68,29 @@ async def write_version(
     return Outcome(status, Version(resource_type, id, version, last_updated, method, content))
 
 
+def prepare_update(services: Services, resource_type: str, id: str, body: Any) -> dict[str, Any]:
+    """The resource to write as `resource_type/id`, validated; its id must be the URL's."""
+    check_type(services, resource_type)
+    check_id(id)
+    resource = check_body(services, resource_type, body)
+    if resource.get("id") != id:
+        raise bad_request(
+            f"The resource's id '{resource.get('id')}' must equal the id '{id}' in the URL", "id"
+        )
+    return resource
+
+
+async def update_in(
+    tx: Transaction,
+    resource_type: str,
+    id: str,
+    resource: dict[str, Any],
+    if_match: int | None = None,
+) -> Outcome:
+    current = await tx.current(resource_type, id)
+    return await write_version(tx, current, resource_type, id, resource, "PUT", if_match)
+
+
 async def update(
     services: Services,
     ctx: RequestContext,
@@ -70,16 +99,64 @@ async def update(
     body: Any,
     if_match: int | None = None,
 ) -> Outcome:
+    resource = prepare_update(services, resource_type, id, body)
+    return await in_transaction(
+        services, lambda tx: update_in(tx, resource_type, id, resource, if_match)
+    )
+
+
+def prepare_conditional_update(
+    services: Services, resource_type: str, criteria: Sequence[tuple[str, str]], body: Any
+) -> dict[str, Any]:
+    """The resource of a conditional update, validated; the criteria are checked too."""
     check_type(services, resource_type)
-    check_id(id)
     resource = check_body(services, resource_type, body)
-    if resource.get("id") != id:
-        raise bad_request(
-            f"The resource's id '{resource.get('id')}' must equal the id '{id}' in the URL", "id"
-        )
-    async with services.store.transaction() as tx:
-        current = await tx.current(resource_type, id)
-        return await write_version(tx, current, resource_type, id, resource, "PUT", if_match)
+    conditional_criteria(services, resource_type, criteria)
+    return resource
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a conditional update writes: the resource's id, its current version (None if it is
+    new) and the method history records."""
+
+    id: str
+    current: Current | None
+    method: str
+
+
+async def conditional_target(
+    tx: Transaction,
+    services: Services,
+    resource_type: str,
+    criteria: Sequence[tuple[str, str]],
+    resource: dict[str, Any],
+    if_match: int | None,
+) -> Target:
+    """Which resource a conditional update writes: the one match, else the body's id, else a
+    new one (http.html#cond-update)."""
+    body_id = resource.get("id")
+    current = await find_one(
+        tx,
+        services,
+        resource_type,
+        criteria,
+        "The conditional update criteria match more than one resource",
+    )
+    if current is not None:
+        if body_id is not None and body_id != current.id:
+            raise bad_request(
+                f"The resource's id '{body_id}' differs from the matching resource "
+                f"{resource_type}/{current.id}",
+                "id",
+            )
+        return Target(current.id, current, "PUT")
+    if body_id is None:
+        if if_match is not None:
+            raise precondition_failed("If-Match given, but no resource matches the criteria")
+        return Target(new_id(), None, "POST")
+    check_id(body_id)
+    return Target(body_id, await tx.current(resource_type, body_id), "PUT")
 
 
 async def conditional_update(
@@ -90,33 +167,12 @@ async def conditional_update(
     body: Any,
     if_match: int | None = None,
 ) -> Outcome:
-    check_type(services, resource_type)
-    resource = check_body(services, resource_type, body)
-    where, args = conditional_criteria(services, resource_type, criteria)
-    body_id = resource.get("id")
-    async with services.store.transaction() as tx:
-        for key in criteria_keys(resource_type, criteria):
-            await tx.lock_key(key)
-        found = await tx.find(resource_type, where, args, limit=2)
-        if len(found) > 1:
-            raise precondition_failed(
-                "The conditional update criteria match more than one resource"
-            )
-        if found:
-            current = found[0]
-            if body_id is not None and body_id != current.id:
-                raise bad_request(
-                    f"The resource's id '{body_id}' differs from the matching resource "
-                    f"{resource_type}/{current.id}",
-                    "id",
-                )
-            return await write_version(
-                tx, current, resource_type, current.id, resource, "PUT", if_match
-            )
-        if body_id is None:
-            if if_match is not None:
-                raise precondition_failed("If-Match given, but no resource matches the criteria")
-            return Outcome(201, await insert_new(tx, resource_type, resource))
-        check_id(body_id)
-        existing = await tx.current(resource_type, body_id)
-        return await write_version(tx, existing, resource_type, body_id, resource, "PUT", if_match)
+    resource = prepare_conditional_update(services, resource_type, criteria, body)
+
+    async def work(tx: Transaction) -> Outcome:
+        target = await conditional_target(tx, services, resource_type, criteria, resource, if_match)
+        return await write_version(
+            tx, target.current, resource_type, target.id, resource, target.method, if_match
+        )
+
+    return await in_transaction(services, work)

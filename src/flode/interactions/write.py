@@ -1,19 +1,38 @@
-"""What every write shares: checking the body, stamping meta, validating, versioning."""
+"""What every write shares: checking the body, stamping meta, validating, versioning, finding
+the match of a conditional write, and running the work in a database transaction."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+import asyncpg
 
 from flode.fhir import json
 from flode.fhir.dates import format_instant
-from flode.fhir.errors import Issue, bad_request, invalid_resource, not_found
+from flode.fhir.errors import (
+    Issue,
+    bad_request,
+    conflict,
+    invalid_resource,
+    not_found,
+    precondition_failed,
+)
 from flode.fhir.search_query import parse
 from flode.interactions.services import Services
+from flode.store.criteria import criteria_keys
 from flode.store.records import Current
+from flode.store.repository import Transaction
 from flode.store.sql import Args
+
+T = TypeVar("T")
+
+# How often work that lost a deadlock or a serialization conflict is run again from the start.
+ATTEMPTS = 5
 
 
 def check_type(services: Services, resource_type: str) -> None:
@@ -33,6 +52,8 @@ def check_body(services: Services, resource_type: str, body: Any) -> dict[str, A
         )
     issues = services.validator.validate(body)
     errors = [i for i in issues if i.severity in ("error", "fatal")]
+    if resource_type == "SearchParameter" and not errors:
+        errors = services.parameters.check(body)  # one it cannot index would be a silent no-op
     if errors:
         raise invalid_resource(errors)
     return body
@@ -85,3 +106,46 @@ def conditional_criteria(
             *compiled.unknown,
         )
     return compiled.where, compiled.args
+
+
+async def find_one(
+    tx: Transaction,
+    services: Services,
+    resource_type: str,
+    criteria: Sequence[tuple[str, str]],
+    too_many: str,
+) -> Current | None:
+    """The one current resource matching the criteria of a conditional write, locked; None if
+    nothing matches; 412 (`too_many`) if several do. The criteria's lock keys are taken first,
+    so concurrent conditional writes that could match the same resource run one after another."""
+    where, args = conditional_criteria(services, resource_type, criteria)
+    for key in criteria_keys(resource_type, criteria):
+        await tx.lock_key(key)
+    found = await tx.find(resource_type, where, args, limit=2)
+    if len(found) > 1:
+        raise precondition_failed(too_many)
+    return found[0] if found else None
+
+
+async def in_transaction(services: Services, work: Callable[[Transaction], Awaitable[T]]) -> T:
+    """Run `work` in one database transaction and return its result once committed.
+
+    PostgreSQL aborts one of two transactions that wait for each other's locks (deadlock,
+    SQLSTATE 40P01) or that conflict under a stricter isolation level (40001); nothing of the
+    aborted one is written, so it is run again from the start, a bounded number of times.
+    `work` must therefore derive everything from what it reads in its transaction.
+    """
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            async with services.store.transaction() as tx:
+                result = await work(tx)
+            return result
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+            if attempt == ATTEMPTS:
+                break
+            # Jitter, so the transactions that collided do not collide again in step.
+            await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+    raise conflict(
+        f"The write conflicted with concurrent writes {ATTEMPTS} times and was not applied; "
+        "try again"
+    )

@@ -14,28 +14,9 @@ from asyncpg.pool import PoolConnectionProxy
 
 from flode.store.indexer import DELETE_STATEMENT, Indexer, insert_statement
 from flode.store.records import Current, HistoryQuery, LinkQuery, Scope, Version
+from flode.store.result_sets import ResultSets
+from flode.store.rows import VERSION_COLUMNS, scope_clause, version_of
 from flode.store.sql import Args
-
-_VERSION_COLUMNS = "v.resource_type, r.id, v.version, v.last_updated, v.method, v.content"
-
-
-def _scope(scope: Scope, args: Args) -> str:
-    """The WHERE clause of a search scope over `resource r` (args already hold its values)."""
-    where = ["NOT r.deleted", f"({scope.where})"]
-    if scope.types is not None:
-        where.insert(0, f"r.resource_type = ANY({args.add(list(scope.types))}::text[])")
-    return " AND ".join(where)
-
-
-def _version(row: asyncpg.Record) -> Version:
-    return Version(
-        row["resource_type"],
-        row["id"],
-        row["version"],
-        row["last_updated"],
-        row["method"],
-        row["content"],
-    )
 
 
 class Store:
@@ -44,27 +25,28 @@ class Store:
     def __init__(self, pool: asyncpg.Pool, indexer: Indexer) -> None:
         self.pool = pool
         self.indexer = indexer
+        self.results = ResultSets(pool)
 
     async def read(self, resource_type: str, id: str) -> Version | None:
         row = await self.pool.fetchrow(
-            f"""SELECT {_VERSION_COLUMNS} FROM resource r
+            f"""SELECT {VERSION_COLUMNS} FROM resource r
                 JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version
                 WHERE r.resource_type = $1 AND r.id = $2""",
             resource_type,
             id,
         )
-        return None if row is None else _version(row)
+        return None if row is None else version_of(row)
 
     async def vread(self, resource_type: str, id: str, version: int) -> Version | None:
         row = await self.pool.fetchrow(
-            f"""SELECT {_VERSION_COLUMNS} FROM resource r
+            f"""SELECT {VERSION_COLUMNS} FROM resource r
                 JOIN resource_version v ON v.resource_pk = r.pk AND v.version = $3
                 WHERE r.resource_type = $1 AND r.id = $2""",
             resource_type,
             id,
             version,
         )
-        return None if row is None else _version(row)
+        return None if row is None else version_of(row)
 
     async def pk_of(self, resource_type: str, id: str) -> int | None:
         """The storage key of a resource ever written (deleted or not), or None."""
@@ -99,33 +81,33 @@ class Store:
             else "v.last_updated DESC, v.resource_pk"
         )
         rows = await self.pool.fetch(
-            f"""SELECT {_VERSION_COLUMNS} FROM resource_version v
+            f"""SELECT {VERSION_COLUMNS} FROM resource_version v
                 JOIN resource r ON r.pk = v.resource_pk
                 WHERE {" AND ".join(where)}
                 ORDER BY {order}
                 OFFSET {args.add(query.offset)} LIMIT {args.add(query.count + 1)}""",
             *args.values,
         )
-        return [_version(row) for row in rows]
+        return [version_of(row) for row in rows]
 
     async def search(self, scope: Scope, offset: int, count: int) -> list[Version]:
         """Current, non-deleted versions matching a compiled predicate over `resource r`, in the
         scope's order; fetches `count + 1` so the caller knows if a next page exists."""
         args = Args(*scope.args.values)
         rows = await self.pool.fetch(
-            f"""SELECT {_VERSION_COLUMNS} FROM resource r
+            f"""SELECT {VERSION_COLUMNS} FROM resource r
                 JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version
-                WHERE {_scope(scope, args)}
+                WHERE {scope_clause(scope, args)}
                 ORDER BY {scope.order or "r.last_updated DESC"}, r.pk
                 OFFSET {args.add(offset)} LIMIT {args.add(count + 1)}""",
             *args.values,
         )
-        return [_version(row) for row in rows]
+        return [version_of(row) for row in rows]
 
     async def count(self, scope: Scope) -> int:
         args = Args(*scope.args.values)
         value = await self.pool.fetchval(
-            f"SELECT count(*) FROM resource r WHERE {_scope(scope, args)}", *args.values
+            f"SELECT count(*) FROM resource r WHERE {scope_clause(scope, args)}", *args.values
         )
         return int(value)
 
@@ -133,7 +115,7 @@ class Store:
         """The planner's estimate of how many resources match: no rows are counted."""
         args = Args(*scope.args.values)
         plan = await self.pool.fetchval(
-            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE {_scope(scope, args)}",
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE {scope_clause(scope, args)}",
             *args.values,
         )
         rows: int = orjson.loads(plan)[0]["Plan"]["Plan Rows"]
@@ -164,13 +146,13 @@ class Store:
                 JOIN search_reference s ON s.resource_pk = m.pk
                 JOIN resource r ON r.resource_type = s.target_type AND r.id = s.target_id"""
         rows = await self.pool.fetch(
-            f"""SELECT DISTINCT ON (r.pk) {_VERSION_COLUMNS} FROM {join}
+            f"""SELECT DISTINCT ON (r.pk) {VERSION_COLUMNS} FROM {join}
                 JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version
                 WHERE NOT r.deleted AND {" AND ".join(where)}
                 ORDER BY r.pk LIMIT {args.add(link.limit)}""",
             *args.values,
         )
-        return [_version(row) for row in rows]
+        return [version_of(row) for row in rows]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

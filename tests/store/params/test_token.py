@@ -154,12 +154,14 @@ async def test_not_matches_resources_without_the_code_including_those_without_th
     assert await index.ids(token.search, "code", "8480-6", "not") == {"other", "none", "patient"}
 
 
-async def test_text_matches_display_and_concept_text_from_the_start_of_a_word(
+async def test_text_matches_display_and_concept_text_as_a_string_does_from_the_start(
     index: Index,
 ) -> None:
     assert await index.ids(token.search, "code", "systolic", "text") == {"systolic"}
-    assert await index.ids(token.search, "code", "BLOOD", "text") == {"systolic"}
+    assert await index.ids(token.search, "code", "SYSTOLIC BLOOD", "text") == {"systolic"}
     assert await index.ids(token.search, "code", "ovre", "text") == {"other"}
+    # "processed as a string": a later word is not the start of the text
+    assert await index.ids(token.search, "code", "blood", "text") == set()
     assert await index.ids(token.search, "code", "lood", "text") == set()
 
 

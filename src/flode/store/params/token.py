@@ -143,12 +143,12 @@ def _of_type(param: str, value: str, args: Args) -> str:
 
 
 def _text_match(param: str, value: str, args: Args) -> str:
-    """`:text`: the normalised text starts with the value, or one of its words does."""
+    """`:text`: "processed as a string" (search.html#modifiers): the normalised text equals or
+    starts with the value, as a string parameter matches."""
     text = normalise(unescape(value))
     if not text:
         raise bad_request(f"Empty value in search parameter '{param}:text'", param)
-    start = like_escape(text) + "%"
-    return f"(i.text LIKE {args.add(start)} OR i.text LIKE {args.add('% ' + start)})"
+    return f"i.text LIKE {args.add(like_escape(text) + '%')}"
 
 
 def condition(param: str, modifier: str | None, value: str, args: Args) -> str:

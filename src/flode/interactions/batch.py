@@ -18,17 +18,10 @@ from flode.context import RequestContext
 from flode.fhir.bundle import bundle, etag
 from flode.fhir.dates import format_instant
 from flode.fhir.errors import FhirError, Issue, bad_request, operation_outcome
+from flode.interactions.entries import Entry, about, label, parse_entry
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
-from flode.interactions.transaction import (
-    Entry,
-    about,
-    label,
-    parse_entry,
-    process,
-    read_entry,
-    transaction,
-)
+from flode.interactions.transaction import process, read_entry, transaction
 from flode.interactions.write import in_transaction
 
 log = structlog.get_logger("flode.interactions")

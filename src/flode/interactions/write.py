@@ -3,14 +3,10 @@ the match of a conditional write, and running the work in a database transaction
 
 from __future__ import annotations
 
-import asyncio
-import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-
-import asyncpg
 
 from flode.fhir import json
 from flode.fhir.dates import format_instant
@@ -26,13 +22,12 @@ from flode.fhir.search_query import parse
 from flode.interactions.services import Services
 from flode.store.criteria import criteria_keys
 from flode.store.records import Current
-from flode.store.repository import Transaction
+from flode.store.repository import Collided, Transaction
 from flode.store.sql import Args
 
 T = TypeVar("T")
 
 # How often work that lost a deadlock or a serialization conflict is run again from the start.
-ATTEMPTS = 5
 
 
 def check_type(services: Services, resource_type: str) -> None:
@@ -128,24 +123,12 @@ async def find_one(
 
 
 async def in_transaction(services: Services, work: Callable[[Transaction], Awaitable[T]]) -> T:
-    """Run `work` in one database transaction and return its result once committed.
-
-    PostgreSQL aborts one of two transactions that wait for each other's locks (deadlock,
-    SQLSTATE 40P01) or that conflict under a stricter isolation level (40001); nothing of the
-    aborted one is written, so it is run again from the start, a bounded number of times.
-    `work` must therefore derive everything from what it reads in its transaction.
-    """
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            async with services.store.transaction() as tx:
-                result = await work(tx)
-            return result
-        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
-            if attempt == ATTEMPTS:
-                break
-            # Jitter, so the transactions that collided do not collide again in step.
-            await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
-    raise conflict(
-        f"The write conflicted with concurrent writes {ATTEMPTS} times and was not applied; "
-        "try again"
-    )
+    """Run `work` in one database transaction and return its result once committed; 409 if
+    it kept colliding with concurrent transactions (see `Store.retrying`)."""
+    try:
+        return await services.store.retrying(work)
+    except Collided as exc:
+        raise conflict(
+            f"The write conflicted with concurrent writes {exc.attempts} times and was not "
+            "applied; try again"
+        ) from None

@@ -3,10 +3,12 @@ records back; every write happens inside a `Transaction`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -17,6 +19,17 @@ from flode.store.records import Current, HistoryQuery, LinkQuery, Scope, Version
 from flode.store.result_sets import ResultSets
 from flode.store.rows import VERSION_COLUMNS, scope_clause, version_of
 from flode.store.sql import Args
+
+ATTEMPTS = 5
+T = TypeVar("T")
+
+
+class Collided(Exception):
+    """A transaction was aborted by concurrent ones every time it was tried."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(f"aborted by concurrent transactions {attempts} times")
+        self.attempts = attempts
 
 
 class Store:
@@ -158,6 +171,26 @@ class Store:
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self.pool.acquire() as conn, conn.transaction():
             yield Transaction(conn, self.indexer)
+
+    async def retrying(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run `work` in one transaction and return its result once committed.
+
+        PostgreSQL aborts one of two transactions that wait for each other's locks (deadlock,
+        SQLSTATE 40P01) or that conflict under a stricter isolation level (40001); nothing of the
+        aborted one is written, so it is run again from the start, at most `ATTEMPTS` times.
+        `work` must therefore derive everything from what it reads in its transaction.
+        """
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.transaction() as tx:
+                    result = await work(tx)
+                return result
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                if attempt == ATTEMPTS:
+                    break
+                # Jitter, so the transactions that collided do not collide again in step.
+                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise Collided(ATTEMPTS)
 
 
 # Locks only `resource`: under READ COMMITTED a row locked after a concurrent update is re-read

@@ -182,12 +182,58 @@ def test_an_expression_compiles_relative_to_a_backbone_element() -> None:
     assert result.evaluate(component) == [("Quantity", {"value": 120, "unit": "mm[Hg]"})]
 
 
-def test_other_forms_fall_back_to_fhirpathpy() -> None:
-    patient = {"resourceType": "Patient", "deceasedDateTime": "2020-01-01"}
-    result = compiled("Patient.deceased.exists() and Patient.deceased != false", "Patient")
+PATIENTS: list[dict[str, Any]] = [
+    {"resourceType": "Patient"},
+    {"resourceType": "Patient", "active": False, "gender": "female", "deceasedBoolean": False},
+    {"resourceType": "Patient", "active": True, "gender": "male", "deceasedBoolean": True},
+    {"resourceType": "Patient", "gender": "other", "deceasedDateTime": "2020-01-01"},
+    {"resourceType": "Patient", "name": [{"given": ["Anna"]}, {"given": ["Eva", "Maria"]}]},
+    {"resourceType": "Patient", "name": [{"given": ["Anna"]}], "birthDate": "1970-01-01"},
+]
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "Patient.deceased.exists() and Patient.deceased != false",
+        "Patient.deceased = true",
+        "Patient.deceased != true",
+        "Patient.active = false",
+        "Patient.gender = 'female'",
+        "Patient.gender != 'female'",
+        "Patient.gender = false",
+        "Patient.name = false",
+        "Patient.name.given = 'Anna'",
+        "Patient.name.given.first() = 'Anna'",
+        "Patient.birthDate.exists() and Patient.active.exists()",
+        "Patient.active.exists() and (Patient.gender = 'male')",
+        "Patient.gender = 'male' and Patient.active = true",
+        "Patient.name.exists() and Patient.deceased.exists() and Patient.active = false",
+    ],
+)
+def test_comparisons_with_literals_and_and_agree_with_fhirpathpy(expression: str) -> None:
+    fast = compiled(expression, "Patient")
+    slow = compile_fhirpathpy(DEFINITIONS, expression, "Patient")
+    assert fast.path == "fast"
+    assert fast.types == frozenset({"boolean"})
+    for patient in PATIENTS:
+        assert fast.evaluate(patient) == slow.evaluate(patient), patient
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        # A date compares with a string as a point in time, which the fast path does not model.
+        "Patient.birthDate = '1970-01-01'",
+        # FHIRPath `and` needs single booleans; a path through an array may yield several.
+        "Patient.communication.preferred and Patient.active.exists()",
+        "Patient.name.given + 'x'",
+    ],
+)
+def test_other_forms_fall_back_to_fhirpathpy(expression: str) -> None:
+    result = compiled(expression, "Patient")
     assert result.path == "fhirpathpy"
     assert result.types is None
-    assert result.evaluate(patient) == [("boolean", True)]
 
 
 def test_fhirpathpy_resolves_references_like_the_fast_path() -> None:

@@ -52,9 +52,9 @@ def test_every_official_definition_is_registered_for_each_of_its_base_types() ->
                 assert param.type == definition["type"]
 
 
-def test_expressions_are_compiled_fast_except_a_known_few() -> None:
+def test_every_expression_that_can_be_evaluated_is_compiled_fast() -> None:
     paths = Counter(p.compiled.path if p.compiled else "unsupported" for p in REGISTRY)
-    assert paths == {"fast": 2718, "fhirpathpy": 1, "unsupported": 292}
+    assert paths == {"fast": 2719, "unsupported": 292}
 
 
 def test_only_parameters_without_an_expression_or_needing_the_whole_resource_are_unsupported() -> (
@@ -70,9 +70,29 @@ def test_only_parameters_without_an_expression_or_needing_the_whole_resource_are
     assert all(reason for _, reason in REGISTRY.unsupported)
 
 
-def test_the_one_fhirpathpy_expression_is_patient_deceased() -> None:
-    slow = [(p.base, p.code) for p in REGISTRY if p.compiled and p.compiled.path == "fhirpathpy"]
-    assert slow == [("Patient", "deceased")]
+def test_every_component_of_a_composite_is_compiled_fast() -> None:
+    paths = Counter(c.path for p in REGISTRY for c in p.compiled_components.values())
+    assert set(paths) == {"fast"}
+
+
+@pytest.mark.parametrize(
+    ("deceased", "expected"),
+    [
+        ({}, [("boolean", False)]),
+        ({"deceasedBoolean": False}, [("boolean", False)]),
+        ({"deceasedBoolean": True}, [("boolean", True)]),
+        ({"deceasedDateTime": "2020-01-01"}, [("boolean", True)]),
+    ],
+)
+def test_patient_deceased_is_true_for_a_death_date_and_agrees_with_fhirpathpy(
+    deceased: dict[str, Any], expected: list[Node]
+) -> None:
+    param = REGISTRY.for_type("Patient")["deceased"]
+    assert param.compiled is not None
+    assert param.compiled.path == "fast"
+    patient = {"resourceType": "Patient", **deceased}
+    assert param.evaluate(patient) == expected
+    assert reference_evaluator("Patient", "deceased")(patient) == expected
 
 
 def test_a_shared_expression_keeps_only_the_branches_of_its_type() -> None:

@@ -9,7 +9,9 @@ time (`Observation.value` is `valueQuantity`, `valueString`, ...) and a type fil
 Supported (https://hl7.org/fhirpath/N1/): member paths, also through arrays; `|` unions;
 parentheses; `ofType(T)`, `as(T)`, `as T`; `exists()`; `first()` and `[n]`;
 `where(resolve() is T)` on references; `where(a.b = 'literal')` over single-valued elements;
-`extension('url')`. Anything else raises `NotFast` and is left to fhirpathpy.
+`extension('url')`; a path `=` or `!=` a boolean literal, or a string literal when the path
+yields strings; `and` between booleans. Anything else raises `NotFast` and is left to
+fhirpathpy.
 
 Unions are not de-duplicated: every caller indexes values, and duplicates index alike.
 """
@@ -47,13 +49,17 @@ SUPERTYPES: Mapping[str, str] = {
     "unsignedInt": "integer",
 }
 
+# Primitives whose JSON string compares with a string literal as it is written (dates and times
+# compare as points in time, which the fast path does not model).
+STRINGS = frozenset({"string", "code", "id", "markdown", "uri", "url", "canonical", "oid", "uuid"})
+
 # A literal reference `[base/]Type/id[/_history/vid]`, https://hl7.org/fhir/R4/references.html
 _REFERENCE = re.compile(
     r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$"
 )
 _TOKEN = re.compile(
     r"\s*(?:(?P<string>'(?:[^'\\]|\\.)*')|(?P<number>\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*|`[A-Za-z_][A-Za-z0-9_]*`)"
-    r"|(?P<symbol>[.()|\[\]=]))"
+    r"|(?P<symbol>!=|[.()|\[\]=]))"
 )
 
 
@@ -86,7 +92,7 @@ def compile_fast(
     Returns the evaluator and the types it can yield, known from the element model alone.
     """
     parser = _Parser(definitions, _tokens(expression), context)
-    alternatives = parser.union()
+    alternatives = parser.expression()
     if parser.position != len(parser.tokens):
         raise NotFast(f"unexpected {parser.tokens[parser.position][1]!r}")
     return _evaluator(alternatives), frozenset(a.type for a in alternatives)
@@ -98,6 +104,8 @@ class _Alternative:
 
     type: str
     values: Values
+    # Known to yield exactly one item (a boolean from `exists()`, `=` or `and`), or none.
+    single: bool = False
 
 
 def _tokens(expression: str) -> list[tuple[str, str]]:
@@ -142,6 +150,30 @@ class _Parser:
         self.position += 1
         return self.tokens[self.position - 1][1]
 
+    def expression(self) -> list[_Alternative]:
+        """`and` binds loosest of what the fast path knows (fhirpath.html#operator-precedence)."""
+        alternatives = self.equality()
+        while self.accept("and"):
+            alternatives = _and(alternatives, self.equality())
+        return alternatives
+
+    def equality(self) -> list[_Alternative]:
+        alternatives = self.union()
+        for operator in ("=", "!="):
+            if self.accept(operator):
+                return [self.compare(alternatives, negate=operator == "!=")]
+        return alternatives
+
+    def compare(self, alternatives: list[_Alternative], *, negate: bool) -> _Alternative:
+        literal: str | bool
+        if self.accept("true") or self.accept("false"):
+            literal = self.tokens[self.position - 1][1] == "true"
+        else:
+            literal = _literal(self.expect("string"))
+            if any(a.type not in STRINGS for a in alternatives):
+                raise NotFast("a string literal compared with values that are not strings")
+        return _equality(alternatives, literal, negate=negate)
+
     def union(self) -> list[_Alternative]:
         alternatives = self.chain()
         while self.accept("|"):
@@ -165,7 +197,7 @@ class _Parser:
 
     def primary(self) -> list[_Alternative]:
         if self.accept("("):
-            alternatives = self.union()
+            alternatives = self.expression()
             if not self.accept(")"):
                 raise NotFast("expected )")
             return alternatives
@@ -337,7 +369,49 @@ def _exists(alternatives: list[_Alternative]) -> list[_Alternative]:
     def values(value: Any) -> list[Any]:
         return [any(bool(each(value)) for each in all_values)]
 
-    return [_Alternative("boolean", values)]
+    return [_Alternative("boolean", values, single=True)]
+
+
+def _equality(
+    alternatives: list[_Alternative], literal: str | bool, *, negate: bool
+) -> _Alternative:
+    """`path = literal` (or `!=`) by FHIRPath's rules (fhirpath.html#equality): empty when the
+    path yields nothing; unequal when it yields several items or one of another type."""
+    all_values = tuple(alternative.values for alternative in alternatives)
+    kind = bool if isinstance(literal, bool) else str
+
+    def values(value: Any) -> list[Any]:
+        found = [item for each in all_values for item in each(value)]
+        if not found:
+            return []
+        equal = len(found) == 1 and type(found[0]) is kind and found[0] == literal
+        return [equal != negate]
+
+    return _Alternative("boolean", values, single=True)
+
+
+def _and(left: list[_Alternative], right: list[_Alternative]) -> list[_Alternative]:
+    """Three-valued `and` (fhirpath.html#boolean-logic): false if either side is false, true if
+    both are true, else empty."""
+    if not all(len(side) == 1 and side[0].single for side in (left, right)):
+        raise NotFast("`and` over values that are not single booleans")
+    first, second = left[0].values, right[0].values
+
+    def values(value: Any) -> list[Any]:
+        a = _boolean(first(value))
+        if a is False:
+            return [False]
+        b = _boolean(second(value))
+        if b is False:
+            return [False]
+        return [True] if a is True and b is True else []
+
+    return [_Alternative("boolean", values, single=True)]
+
+
+def _boolean(found: list[Any]) -> bool | None:
+    """A singleton boolean as FHIRPath reads one; None for empty (or anything else)."""
+    return found[0] if len(found) == 1 and isinstance(found[0], bool) else None
 
 
 def _evaluator(alternatives: list[_Alternative]) -> Evaluator:

@@ -10,7 +10,8 @@ so open ends compare like infinities. Prefixes are range comparisons (search.htm
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from flode.fhir.dates import parse_range
@@ -27,6 +28,7 @@ LAST = datetime.max.replace(tzinfo=UTC)
 # `ap`: the search range widened on both sides by this share of its distance from now, as the
 # specification suggests (search.html#prefix).
 APPROXIMATELY = 0.1
+_DAY = timedelta(days=1)
 
 DateRow = tuple[datetime, datetime]
 """(low, high) as stored in `search_date`."""
@@ -35,8 +37,30 @@ DateRow = tuple[datetime, datetime]
 def _range(value: Any) -> DateRow | None:
     if not isinstance(value, str):
         return None
+    # The longest valid value is an instant with nanoseconds and an offset; longer text is no
+    # date and is not worth a cache entry.
+    return _parsed(value) if len(value) <= 40 else _parse(value)
+
+
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> DateRow | None:
+    """Cached: a resource repeats its dates (an Observation's effective time is in `date` and in
+    its composites), and so do the resources of one encounter."""
+    return _parse(text)
+
+
+def _parse(text: str) -> DateRow | None:
+    if len(text) == 10 and text[4] == text[7] == "-":
+        # YYYY-MM-DD, the commonest form, without the general pattern.
+        digits = text[:4] + text[5:7] + text[8:]
+        if digits.isascii() and digits.isdigit():
+            try:
+                low = datetime(int(text[:4]), int(text[5:7]), int(text[8:]), tzinfo=UTC)
+            except ValueError:
+                return None
+            return low, (low + _DAY if low.date() < LAST.date() else LAST)
     try:
-        return parse_range(value)
+        return parse_range(text)
     except FhirError:
         return None
 
@@ -66,6 +90,8 @@ def _timing(value: Any) -> DateRow | None:
 
 def rows(nodes: Iterable[Node]) -> list[DateRow]:
     """The `search_date` rows of date, dateTime, instant, Period and Timing values."""
+    if not nodes:
+        return []
     found: list[DateRow] = []
     for kind, value in nodes:
         if kind == "Period":

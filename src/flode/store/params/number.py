@@ -76,6 +76,8 @@ def number_row(kind: str, value: Any) -> NumberRow | None:
 
 def rows(nodes: Iterable[Node]) -> list[QuantityRow]:
     """The `search_quantity` rows of decimal and integer values."""
+    if not nodes:
+        return []
     found = [(None, None, None, *row) for kind, value in nodes if (row := number_row(kind, value))]
     return list(dict.fromkeys(found))
 

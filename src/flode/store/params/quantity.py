@@ -72,6 +72,8 @@ def _range(value: Any) -> QuantityRow | None:
 
 def rows(nodes: Iterable[Node]) -> list[QuantityRow]:
     """The `search_quantity` rows of Quantity (and its profiles), Money, Range and numbers."""
+    if not nodes:
+        return []
     found: list[QuantityRow] = []
     for kind, value in nodes:
         if kind in _QUANTITIES:

@@ -82,6 +82,8 @@ def _canonical(value: Any) -> ReferenceRow | None:
 
 def rows(nodes: Iterable[Node]) -> list[ReferenceRow]:
     """The `search_reference` rows of Reference, canonical and uri values."""
+    if not nodes:
+        return []
     found: list[ReferenceRow] = []
     for kind, value in nodes:
         row = _reference(value) if kind == "Reference" else _canonical(value)

@@ -10,6 +10,7 @@ matches values that start with the normalised search text, as a range on
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from flode.fhir.errors import bad_request
@@ -37,13 +38,15 @@ def _strings(value: Any) -> list[str]:
 def _parts(value: Any, names: tuple[str, ...]) -> list[str]:
     if not isinstance(value, dict):
         return []
-    return [text for name in names for text in _strings(value.get(name))]
+    return [text for name in names if name in value for text in _strings(value[name])]
 
 
 def rows(nodes: Iterable[Node]) -> list[StringRow]:
     """The `search_string` rows of a string parameter's values: each part of a HumanName
     (family, given, prefix, suffix, text) and an Address (line, city, district, state,
     postalCode, country, text) is a value of its own."""
+    if not nodes:
+        return []
     texts: list[str] = []
     for kind, value in nodes:
         if kind == "HumanName":
@@ -52,7 +55,18 @@ def rows(nodes: Iterable[Node]) -> list[StringRow]:
             texts.extend(_parts(value, _ADDRESS_PARTS))
         else:  # string, markdown and the other string-like primitives
             texts.extend(_strings(value))
-    return list(dict.fromkeys((normalise(t)[:MAX_INDEXED], t) for t in texts))
+    return list(dict.fromkeys(_row(t) if len(t) <= MAX_INDEXED else _uncached(t) for t in texts))
+
+
+@lru_cache(maxsize=8192)
+def _row(text: str) -> StringRow:
+    """Cached: names and places repeat, within a resource and across them. Only short texts are
+    cached, so the cache stays small."""
+    return _uncached(text)
+
+
+def _uncached(text: str) -> StringRow:
+    return normalise(text)[:MAX_INDEXED], text
 
 
 def condition(param: str, modifier: str | None, value: str, args: Args) -> str:

@@ -85,6 +85,8 @@ def _identifier(identifier: Any) -> list[TokenRow]:
 def rows(nodes: Iterable[Node]) -> list[TokenRow]:
     """The `search_token` rows of a token parameter's values (search.html#token, the table of
     element types)."""
+    if not nodes:
+        return []
     found: list[TokenRow] = []
     for kind, value in nodes:
         if kind == "Coding":

@@ -27,6 +27,8 @@ UriRow = tuple[str]
 
 def rows(nodes: Iterable[Node]) -> list[UriRow]:
     """The `search_uri` rows of uri, url, canonical and oid/uuid values."""
+    if not nodes:
+        return []
     found = [(indexed(value),) for _, value in nodes if isinstance(value, str) and value]
     return list(dict.fromkeys(found))
 

@@ -29,6 +29,20 @@ class ResultSets:
         )
         return [row["pk"] for row in rows]
 
+    async def versions(self, keys: list[int]) -> list[Version]:
+        """The current versions of the resources `keys` names, in that order (those since
+        deleted left out)."""
+        rows = await self.pool.fetch(
+            f"""SELECT {VERSION_COLUMNS}
+                FROM unnest($1::bigint[]) WITH ORDINALITY AS k (pk, n)
+                JOIN resource r ON r.pk = k.pk
+                JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version
+                WHERE NOT r.deleted
+                ORDER BY k.n""",
+            keys,
+        )
+        return [version_of(row) for row in rows]
+
     async def save(self, keys: list[int]) -> uuid.UUID:
         """Store a result set (and drop the ones older than `keep`)."""
         id = uuid.uuid4()

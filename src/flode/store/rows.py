@@ -14,7 +14,11 @@ VERSION_COLUMNS = "v.resource_type, r.id, v.version, v.last_updated, v.method, v
 def scope_clause(scope: Scope, args: Args) -> str:
     """The WHERE clause of a search scope over `resource r` (args already hold its values)."""
     where = ["NOT r.deleted", f"({scope.where})"]
-    if scope.types is not None:
+    if scope.types is not None and len(scope.types) == 1:
+        # Equality, not `= ANY`: the planner carries it into every index subquery's
+        # `i.resource_type = r.resource_type`, and the (resource_type, param, …) indexes apply.
+        where.insert(0, f"r.resource_type = {args.add(scope.types[0])}")
+    elif scope.types is not None:
         where.insert(0, f"r.resource_type = ANY({args.add(list(scope.types))}::text[])")
     return " AND ".join(where)
 

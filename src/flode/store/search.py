@@ -8,11 +8,12 @@ predicate reads the same way at any depth.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flode.fhir.errors import bad_request
 from flode.fhir.search_parameters import SearchParameter, SearchParameters
-from flode.fhir.search_query import Criterion, Has, Link, SearchQuery
+from flode.fhir.search_query import Criterion, Has, Link, SearchQuery, criterion_name
 from flode.store.criteria import last_updated_predicate
 from flode.store.indexer import MODULES, NOT_INDEXED
 from flode.store.params import composite, text
@@ -28,13 +29,9 @@ class Compiled:
     """Parameters that name nothing this server knows, reported or refused by the caller."""
 
 
-def _name(criterion: Criterion) -> str:
-    chain = "".join(
-        f"{link.param}{':' + link.target_type if link.target_type else ''}."
-        for link in criterion.chain
-    )
-    modifier = f":{criterion.modifier}" if criterion.modifier else ""
-    return f"{chain}{criterion.name}{modifier}"
+Access = Callable[[str, Args], str | None]
+"""access(resource_type, args): SQL over `r` restricting what may be searched of the type
+(None: nothing is restricted); raises when the type may not be searched at all."""
 
 
 class SearchCompiler:
@@ -42,29 +39,35 @@ class SearchCompiler:
         self.registry = registry
         self.resource_types = resource_types
 
-    def compile(self, resource_type: str, query: SearchQuery, args: Args | None = None) -> Compiled:
+    def compile(
+        self,
+        resource_type: str,
+        query: SearchQuery,
+        args: Args | None = None,
+        access: Access | None = None,
+    ) -> Compiled:
         """The query as a predicate over `resource r`; its values are added to `args` (new
-        ones when not given), so several compiled queries can share one statement."""
+        ones when not given), so several compiled queries can share one statement. `access`
+        restricts the resources that chains and `_has` look at, as the caller's own search of
+        those types would be restricted."""
         args = Args() if args is None else args
         ands: list[str] = []
         unknown: list[str] = []
         for criterion in query.criteria:
-            sql = self._criterion(resource_type, criterion, args)
+            sql = self._criterion(resource_type, criterion, args, access)
             if sql is None:
-                unknown.append(
-                    _name(criterion)
-                    if isinstance(criterion, Criterion)
-                    else "_has:" + criterion.resource_type
-                )
+                unknown.append(criterion_name(criterion))
             else:
                 ands.append(sql)
         return Compiled(" AND ".join(f"({a})" for a in ands) or "true", args, unknown)
 
-    def _criterion(self, resource_type: str, criterion: Criterion | Has, args: Args) -> str | None:
+    def _criterion(
+        self, resource_type: str, criterion: Criterion | Has, args: Args, access: Access | None
+    ) -> str | None:
         if isinstance(criterion, Has):
-            return self._has(resource_type, criterion, args)
+            return self._has(resource_type, criterion, args, access)
         if criterion.chain:
-            return self._chain(resource_type, criterion.chain, criterion, args)
+            return self._chain(resource_type, criterion.chain, criterion, args, access)
         return self._plain(resource_type, criterion, args)
 
     def _plain(self, resource_type: str, criterion: Criterion, args: Args) -> str | None:
@@ -150,7 +153,12 @@ class SearchCompiler:
         return list(param.targets) or sorted(self.resource_types)
 
     def _chain(
-        self, resource_type: str, chain: tuple[Link, ...], criterion: Criterion, args: Args
+        self,
+        resource_type: str,
+        chain: tuple[Link, ...],
+        criterion: Criterion,
+        args: Args,
+        access: Access | None,
     ) -> str | None:
         link, rest = chain[0], chain[1:]
         targets = self._targets(resource_type, link)
@@ -160,12 +168,15 @@ class SearchCompiler:
                 following = self.registry.get(target, rest[0].param)
                 if following is None or following.type != "reference":
                     continue  # this target cannot be chained further; another may
-                sql = self._chain(target, rest, criterion, args)
+                sql = self._chain(target, rest, criterion, args, access)
             else:
                 sql = self._plain(
                     target, Criterion(criterion.name, criterion.modifier, criterion.value), args
                 )
             if sql is not None:
+                allowed = access(target, args) if access is not None else None
+                if allowed is not None:
+                    sql = f"({allowed}) AND {sql}"
                 inner.append(f"(r.resource_type = {args.add(target)} AND {sql})")
         if not inner:
             raise bad_request(
@@ -173,15 +184,18 @@ class SearchCompiler:
                 f"'{rest[0].param if rest else criterion.name}' to continue the chain",
                 link.param,
             )
-        # The subquery's own `r` is the referenced resource.
+        # An uncorrelated semi-join: the planner may start from the referenced resources'
+        # own index rows (`name=…`) instead of probing every resource searched. The
+        # subquery's `r` is the referenced resource.
         return (
-            "EXISTS (SELECT 1 FROM search_reference c WHERE c.resource_pk = r.pk "
-            f"AND c.param = {args.add(link.param)} AND EXISTS (SELECT 1 FROM resource r "
-            "WHERE r.resource_type = c.target_type AND r.id = c.target_id AND NOT r.deleted "
-            f"AND ({' OR '.join(inner)})))"
+            "r.pk IN (SELECT c.resource_pk FROM resource r JOIN search_reference c "
+            "ON c.target_type = r.resource_type AND c.target_id = r.id "
+            f"WHERE c.resource_type = {args.add(resource_type)} "
+            f"AND c.param = {args.add(link.param)} AND NOT r.deleted "
+            f"AND ({' OR '.join(inner)}))"
         )
 
-    def _has(self, resource_type: str, has: Has, args: Args) -> str | None:
+    def _has(self, resource_type: str, has: Has, args: Args, access: Access | None) -> str | None:
         if has.resource_type not in self.resource_types:
             raise bad_request(f"Unknown resource type '{has.resource_type}' in _has", "_has")
         reference = self.registry.get(has.resource_type, has.reference)
@@ -189,15 +203,18 @@ class SearchCompiler:
             raise bad_request(
                 f"'{has.reference}' is not a reference parameter of {has.resource_type}", "_has"
             )
-        inner = self._criterion(has.resource_type, has.inner, args)
+        inner = self._criterion(has.resource_type, has.inner, args, access)
         if inner is None:
             return None
-        # The subquery's own `r` is the referring resource.
+        allowed = access(has.resource_type, args) if access is not None else None
+        if allowed is not None:
+            inner = f"({allowed}) AND {inner}"
+        # An uncorrelated semi-join, as for chains: it can start from the referring
+        # resources' index rows. The subquery's `r` is the referring resource.
         return (
-            "EXISTS (SELECT 1 FROM search_reference h WHERE "
-            f"h.resource_type = {args.add(has.resource_type)} "
+            "r.id IN (SELECT h.target_id FROM resource r JOIN search_reference h "
+            "ON h.resource_pk = r.pk "
+            f"WHERE h.resource_type = {args.add(has.resource_type)} "
             f"AND h.param = {args.add(has.reference)} "
-            "AND h.target_type = r.resource_type AND h.target_id = r.id "
-            "AND EXISTS (SELECT 1 FROM resource r WHERE r.pk = h.resource_pk AND NOT r.deleted "
-            f"AND {inner}))"
+            f"AND h.target_type = {args.add(resource_type)} AND NOT r.deleted AND {inner})"
         )

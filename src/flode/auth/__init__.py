@@ -1,0 +1,1 @@
+"""SMART on FHIR authorization: signing keys, access tokens, the authorization server."""

@@ -1,0 +1,263 @@
+"""Modules: the systems that connect to Flöde, each a registered OAuth client (a journal, a lab
+system, a patient portal). A module has its keys (a JWKS, inline or at a URL; none for a
+user-facing app that only uses PKCE), the scopes it may be granted, its redirect URIs, and a
+declaration of what it reads, writes and subscribes to. The table is `auth_client`.
+
+`Modules` is the in-memory copy every server keeps (reloaded when the registry changes), so
+that the access layer can ask `declared(client_id)` on every request without a query.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+Connection = asyncpg.Connection | PoolConnectionProxy | asyncpg.Pool
+CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """What a module says it does: the resource types it reads and writes (`*`: all) and the
+    subscription topics (canonical URLs) it subscribes to."""
+
+    reads: frozenset[str] = frozenset()
+    writes: frozenset[str] = frozenset()
+    topics: frozenset[str] = frozenset()
+
+    def may_read(self, resource_type: str) -> bool:
+        return "*" in self.reads or resource_type in self.reads
+
+    def may_write(self, resource_type: str) -> bool:
+        return "*" in self.writes or resource_type in self.writes
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    client_id: str
+    name: str
+    scopes: tuple[str, ...]
+    vendor: str = ""
+    contact: str = ""
+    jwks: Mapping[str, Any] | None = None
+    jwks_url: str | None = None
+    redirect_uris: tuple[str, ...] = ()
+    declaration: Declaration = field(default_factory=Declaration)
+    enabled: bool = True
+    tokens_valid_after: datetime | None = None
+    created: datetime | None = None
+    last_seen: datetime | None = None
+    requests: int = 0
+    tokens_issued: int = 0
+
+    @property
+    def confidential(self) -> bool:
+        """It authenticates with a JWT signed by one of its keys (RFC 7523)."""
+        return self.jwks is not None or self.jwks_url is not None
+
+
+class InvalidModule(ValueError):
+    """A registration that cannot be stored; the text says what to fix."""
+
+
+def public_jwks(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The public part of a JWKS, or InvalidModule: a private key given by mistake is never
+    stored, and every key must be usable for signatures (RSA or EC)."""
+    keys = raw.get("keys")
+    if not isinstance(keys, list) or not keys:
+        raise InvalidModule("a JWKS is a JSON object with a non-empty 'keys' list")
+    try:
+        imported = KeySet.import_key_set({"keys": keys})
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidModule(f"the JWKS cannot be read: {exc}") from None
+    result = []
+    for key, source in zip(imported.keys, keys, strict=True):
+        if key.key_type not in ("RSA", "EC"):
+            raise InvalidModule(f"key type {key.key_type} cannot sign with RS384 or ES384")
+        public = key.as_dict(private=False)
+        for name in ("kid", "alg", "use", "key_ops"):
+            if name in source:
+                public[name] = source[name]
+        result.append(public)
+    return {"keys": result}
+
+
+def new_client_id(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "module"
+    return f"{slug}-{secrets.token_hex(4)}"
+
+
+async def bump(conn: Connection) -> None:
+    """Tell every server to reload the registry and the revocations."""
+    await conn.execute("UPDATE auth_change SET generation = generation + 1 WHERE id = 1")
+
+
+async def generation(conn: Connection) -> int:
+    value: int = await conn.fetchval("SELECT generation FROM auth_change WHERE id = 1")
+    return value
+
+
+def _module(row: asyncpg.Record) -> Module:
+    jwks = row["jwks"]
+    return Module(
+        client_id=row["id"],
+        name=row["name"],
+        vendor=row["vendor"],
+        contact=row["contact"],
+        jwks=json.loads(jwks) if jwks is not None else None,
+        jwks_url=row["jwks_url"],
+        scopes=tuple(row["scopes"]),
+        redirect_uris=tuple(row["redirect_uris"]),
+        declaration=Declaration(
+            frozenset(row["reads"]), frozenset(row["writes"]), frozenset(row["topics"])
+        ),
+        enabled=row["enabled"],
+        tokens_valid_after=row["tokens_valid_after"],
+        created=row["created"],
+        last_seen=row["last_seen"],
+        requests=row["requests"],
+        tokens_issued=row["tokens_issued"],
+    )
+
+
+async def add(conn: Connection, module: Module) -> Module:
+    """Register a module; InvalidModule when the registration cannot work."""
+    if not CLIENT_ID.match(module.client_id):
+        raise InvalidModule(f"'{module.client_id}' is not a usable client id")
+    if not module.name.strip():
+        raise InvalidModule("a module needs a name")
+    if not module.scopes:
+        raise InvalidModule("a module needs at least one scope it may be granted")
+    if module.jwks is not None and module.jwks_url is not None:
+        raise InvalidModule("give the JWKS inline or as a URL, not both")
+    if not module.confidential and not module.redirect_uris:
+        raise InvalidModule(
+            "a module without keys can only log users in: give it a JWKS (--jwks) or a "
+            "redirect URI (--redirect-uri)"
+        )
+    for uri in module.redirect_uris:
+        if not uri.startswith(("https://", "http://")) or "#" in uri:
+            raise InvalidModule(f"redirect URI {uri!r} must be an absolute http(s) URL")
+    jwks = public_jwks(module.jwks) if module.jwks is not None else None
+    try:
+        row = await conn.fetchrow(
+            """INSERT INTO auth_client (id, name, vendor, contact, jwks, jwks_url, scopes,
+                   redirect_uris, reads, writes, topics, enabled)
+               VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12)
+               RETURNING *""",
+            module.client_id,
+            module.name,
+            module.vendor,
+            module.contact,
+            json.dumps(jwks) if jwks is not None else None,
+            module.jwks_url,
+            list(module.scopes),
+            list(module.redirect_uris),
+            sorted(module.declaration.reads),
+            sorted(module.declaration.writes),
+            sorted(module.declaration.topics),
+            module.enabled,
+        )
+    except asyncpg.UniqueViolationError:
+        raise InvalidModule(f"a module with client id '{module.client_id}' exists") from None
+    await bump(conn)
+    assert row is not None
+    return _module(row)
+
+
+async def get(conn: Connection, client_id: str) -> Module | None:
+    row = await conn.fetchrow("SELECT * FROM auth_client WHERE id = $1", client_id)
+    return _module(row) if row is not None else None
+
+
+async def all_modules(conn: Connection) -> list[Module]:
+    rows = await conn.fetch("SELECT * FROM auth_client ORDER BY created, id")
+    return [_module(row) for row in rows]
+
+
+async def set_enabled(
+    conn: asyncpg.Connection | PoolConnectionProxy, client_id: str, on: bool
+) -> bool:
+    """Enable or disable a module; False when there is none. Disabling refuses every token
+    it holds, at once and for good (also after it is enabled again), and its refresh tokens."""
+    async with conn.transaction():
+        if on:
+            found = await conn.fetchval(
+                "UPDATE auth_client SET enabled = true WHERE id = $1 RETURNING id", client_id
+            )
+        else:
+            found = await conn.fetchval(
+                """UPDATE auth_client SET enabled = false, tokens_valid_after = now()
+                   WHERE id = $1 RETURNING id""",
+                client_id,
+            )
+            await conn.execute(
+                """UPDATE auth_refresh_token SET revoked = now()
+                   WHERE client_id = $1 AND revoked IS NULL""",
+                client_id,
+            )
+        if found is None:
+            return False
+        await bump(conn)
+    return True
+
+
+async def count_token(conn: Connection, client_id: str) -> None:
+    await conn.execute(
+        "UPDATE auth_client SET tokens_issued = tokens_issued + 1 WHERE id = $1", client_id
+    )
+
+
+async def record_activity(conn: Connection, activity: Mapping[str, tuple[int, datetime]]) -> None:
+    """Add the requests counted since the last call and move `last_seen` forward."""
+    if not activity:
+        return
+    ids = list(activity)
+    await conn.execute(
+        """UPDATE auth_client c SET requests = c.requests + a.n,
+                  last_seen = GREATEST(c.last_seen, a.seen)
+           FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS a (id, n, seen)
+           WHERE c.id = a.id""",
+        ids,
+        [activity[i][0] for i in ids],
+        [activity[i][1] for i in ids],
+    )
+
+
+def split_list(values: Iterable[str]) -> tuple[str, ...]:
+    """Items given space- or comma-separated, possibly over several options, in order, once."""
+    seen: dict[str, None] = {}
+    for value in values:
+        for item in re.split(r"[\s,]+", value):
+            if item:
+                seen.setdefault(item, None)
+    return tuple(seen)
+
+
+class Modules:
+    """The registry as this server last loaded it."""
+
+    def __init__(self, modules: Sequence[Module] = ()) -> None:
+        self._by_id = {m.client_id: m for m in modules}
+
+    def replace(self, modules: Sequence[Module]) -> None:
+        self._by_id = {m.client_id: m for m in modules}
+
+    def get(self, client_id: str) -> Module | None:
+        return self._by_id.get(client_id)
+
+    def declared(self, client_id: str) -> Declaration | None:
+        """What an enabled module declared it reads, writes and subscribes to; None for a
+        client that is not a registered, enabled module (e.g. an operator token)."""
+        module = self._by_id.get(client_id)
+        return module.declaration if module is not None and module.enabled else None

@@ -1,0 +1,219 @@
+"""The fast path of `flode load` (`--fast`): versions and index rows streamed with `COPY`.
+
+Each resource is validated and stamped by the same functions as `PUT {type}/{id}`
+(flode.interactions.update, flode.interactions.write) and indexed by the same
+`Indexer.rows`; only the writing differs. Per chunk, in one database transaction:
+
+1. `INSERT … ON CONFLICT (resource_type, id) DO NOTHING` of the `resource` rows, sorted so two
+   loads lock new ids in the same order; the ids that were new get their `pk`.
+2. `COPY` of their version-1 rows into `resource_version` and of their index rows into every
+   index table (`search_text` through a temporary table, so its `tsvector`s are made by
+   `array_to_tsvector` exactly as a single write makes them).
+3. One outbox row per version created (flode.load.hooks.announce), as a single create appends.
+4. Every resource whose id existed already (loaded before, written by a running server, or
+   twice in the chunk) is written as its next version through `update_in`, the update
+   interaction itself.
+
+So the fast path is safe beside a running server and on a database that holds some of the
+ids already; it is fast when the ids are new, as in an initial migration. Conditional
+references are resolved before the chunk's transaction, by the search a transaction runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from flode.fhir.errors import FhirError, precondition_failed
+from flode.fhir.references import conditional, references, rewrite
+from flode.interactions.services import Services
+from flode.interactions.update import prepare_update, update_in
+from flode.interactions.write import conditional_criteria, in_transaction, stamp
+from flode.load import hooks
+from flode.load.plan import Write
+from flode.store.indexer import MODULES, IndexRows
+from flode.store.params import text
+from flode.store.repository import Transaction
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    module.TABLE: ("resource_pk", "resource_type", "param", *module.COLUMNS)
+    for module in MODULES.values()
+}
+VERSION_COLUMNS = ("resource_pk", "version", "resource_type", "last_updated", "method", "content")
+COMPARTMENT_COLUMNS = ("resource_pk", "resource_type", "compartment_type", "compartment_id")
+TEXT_COLUMNS = ("resource_pk", "resource_type", "narrative", "content")
+# Created on each connection of the loader's pool (see `prepare_connection`).
+TEXT_STAGING = "load_search_text"
+
+_INSERT = """INSERT INTO resource (resource_type, id, version, last_updated)
+    SELECT u.resource_type, u.id, 1, $3 FROM unnest($1::text[], $2::text[]) AS u (resource_type, id)
+    ON CONFLICT (resource_type, id) DO NOTHING
+    RETURNING pk, resource_type, id"""
+_TEXT = f"""INSERT INTO {text.TABLE} (resource_pk, resource_type, narrative, content)
+    SELECT resource_pk, resource_type, array_to_tsvector(narrative), array_to_tsvector(content)
+    FROM {TEXT_STAGING}"""
+
+
+async def prepare_connection(conn: asyncpg.Connection) -> None:
+    """Give a new connection of the loader's pool its staging table for full-text rows."""
+    await conn.execute(
+        f"""CREATE TEMPORARY TABLE IF NOT EXISTS {TEXT_STAGING} (
+                resource_pk bigint, resource_type text, narrative text[], content text[]
+            ) ON COMMIT DELETE ROWS"""
+    )
+
+
+class Invalid(Exception):
+    """A resource the API would refuse: where it is in its file, and the FhirError."""
+
+    def __init__(self, write: Write, error: FhirError) -> None:
+        super().__init__(f"{write.where} ({write.resource_type}/{write.id}): {error}")
+        self.write = write
+        self.error = error
+
+
+@dataclass(slots=True)
+class Prepared:
+    write: Write
+    content: str
+    rows: IndexRows
+
+
+class FastWriter:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def prepare(self, writes: Sequence[Write], last_updated: datetime) -> list[Prepared]:
+        """Validate, stamp and index every write (CPU only); `Invalid` for the first the
+        update interaction would refuse."""
+        prepared = []
+        for write in writes:
+            try:
+                resource = prepare_update(
+                    self.services, write.resource_type, write.id, write.resource
+                )
+            except FhirError as exc:
+                raise Invalid(write, exc) from None
+            content = stamp(resource, write.id, 1, last_updated)
+            rows = self.services.store.indexer.rows(resource)
+            prepared.append(Prepared(write, content, rows))
+        return prepared
+
+    async def write(self, writes: Sequence[Write]) -> set[str]:
+        """Write the resources in one database transaction (all or none); the ids of the
+        Patients whose compartments they are in."""
+        if any(write.searches for write in writes):
+            await self._conditional_references(writes)
+        last_updated = datetime.now(UTC)
+        prepared = self.prepare(writes, last_updated)
+        await in_transaction(self.services, lambda tx: _write(tx, prepared, last_updated))
+        return {patient for item in prepared for patient in _patients(item.rows)}
+
+    async def _conditional_references(self, writes: Sequence[Write]) -> None:
+        """Rewrite each conditional reference (`Patient?identifier=…`) to the one resource its
+        search matches now, with the criteria and the query a transaction uses for them
+        (http.html#trules); 412 if none or several match."""
+        services = self.services
+        first: dict[str, Write] = {}
+        for write in writes:
+            for reference in references(write.resource) if write.searches else ():
+                found = conditional(reference)
+                if found is not None and found[0] in services.definitions.resource_types:
+                    first.setdefault(reference, write)
+        targets: dict[str, str] = {}
+
+        async def resolve(tx: Transaction) -> None:
+            for reference, write in first.items():
+                found = conditional(reference)
+                assert found is not None
+                kind, query = found
+                try:
+                    params = parse_qsl(query, keep_blank_values=True)
+                    where, args = conditional_criteria(services, kind, params)
+                except FhirError as exc:
+                    raise Invalid(write, exc) from None
+                matches = await tx.find(kind, where, args, limit=2)
+                if len(matches) != 1:
+                    many = "no resource" if not matches else "more than one resource"
+                    error = precondition_failed(
+                        f"The conditional reference '{reference}' matches {many}"
+                    )
+                    raise Invalid(write, error)
+                targets[reference] = f"{kind}/{matches[0].id}"
+
+        await in_transaction(services, resolve)
+        for write in writes:
+            if write.searches:
+                write.resource = rewrite(write.resource, targets)
+
+
+async def _write(tx: Transaction, prepared: list[Prepared], last_updated: datetime) -> None:
+    conn = tx.conn
+    ordered = sorted(prepared, key=lambda p: p.write.key)
+    rows = await conn.fetch(
+        _INSERT,
+        [p.write.resource_type for p in ordered],
+        [p.write.id for p in ordered],
+        last_updated,
+    )
+    pks = {(row["resource_type"], row["id"]): row["pk"] for row in rows}
+    created: list[tuple[int, Prepared]] = []
+    existing: list[Prepared] = []
+    for item in prepared:
+        pk = pks.pop(item.write.key, None)
+        if pk is None:
+            existing.append(item)
+        else:
+            created.append((pk, item))
+    await _copy(conn, created, last_updated)
+    await hooks.announce(
+        tx,
+        [
+            (pk, p.write.resource_type, p.write.id, 1, False, last_updated, _patients(p.rows))
+            for pk, p in created
+        ],
+    )
+    for item in existing:
+        write = item.write
+        await update_in(tx, write.resource_type, write.id, write.resource)
+
+
+def _patients(rows: IndexRows) -> list[str]:
+    return [id for kind, id in rows.compartments if kind == "Patient"]
+
+
+async def _copy(
+    conn: asyncpg.Connection | PoolConnectionProxy,
+    created: list[tuple[int, Prepared]],
+    last_updated: datetime,
+) -> None:
+    if not created:
+        return
+    versions = []
+    tables: dict[str, list[tuple[Any, ...]]] = {}
+    compartments: list[tuple[Any, ...]] = []
+    words: list[tuple[Any, ...]] = []
+    for pk, item in created:
+        kind = item.write.resource_type
+        versions.append((pk, 1, kind, last_updated, "PUT", item.content))
+        for table, found in item.rows.tables.items():
+            tables.setdefault(table, []).extend((pk, kind, *row) for row in found)
+        compartments.extend((pk, kind, *compartment) for compartment in item.rows.compartments)
+        if item.rows.words is not None:
+            words.append((pk, kind, *item.rows.words))
+    await conn.copy_records_to_table("resource_version", records=versions, columns=VERSION_COLUMNS)
+    for table, records in tables.items():
+        await conn.copy_records_to_table(table, records=records, columns=COLUMNS[table])
+    if compartments:
+        await conn.copy_records_to_table(
+            "resource_compartment", records=compartments, columns=COMPARTMENT_COLUMNS
+        )
+    if words:
+        await conn.copy_records_to_table(TEXT_STAGING, records=words, columns=TEXT_COLUMNS)
+        await conn.execute(_TEXT)

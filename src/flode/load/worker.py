@@ -1,0 +1,150 @@
+"""A load worker: one process (one per core), with its own connections and its own copy of the
+FHIR definitions, loading files until none is left.
+
+Workers take the next file from a shared counter and tell the parent what happens over a
+queue of plain tuples: `("start", worker, index)`, `("progress", index, resources, bytes)`,
+`("done", worker, index, result)`, `("log", line)` (their log lines, which the parent prints
+above its progress bar) and `("fatal", worker, message)` if one cannot start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, replace
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncpg
+import structlog
+import uvloop
+
+from flode import logs
+from flode.app import build_services
+from flode.config import Config
+from flode.context import RequestContext
+from flode.load.fast import prepare_connection
+from flode.load.files import FileLoader
+
+
+class Events(Protocol):
+    def put(self, obj: Any, block: bool = ..., timeout: float | None = ...) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str
+    data_dir: Path
+    """Flöde's data directory, as `flode serve` on this database has it."""
+    fast: bool
+    force: bool
+    concurrency: int
+    """Files one worker loads at once: one computes while the other waits for the database."""
+    json_logs: bool
+
+
+class _Lines:
+    """A file that hands each log line to the parent process."""
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+
+    def write(self, data: str | bytes) -> int:
+        text = data.decode() if isinstance(data, bytes) else data
+        if text.strip():
+            self.events.put(("log", text.rstrip("\n")))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def run(
+    worker: int,
+    settings: Settings,
+    paths: list[str],
+    counter: Synchronized[int],
+    events: Events,
+) -> None:
+    """The worker process's main function."""
+    # Ctrl-C reaches the whole process group; the parent decides and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logs.configure(json_lines=settings.json_logs)
+    lines: Any = _Lines(events)
+    factory: Any = (
+        structlog.BytesLoggerFactory(lines)
+        if settings.json_logs
+        else structlog.PrintLoggerFactory(lines)
+    )
+    structlog.configure(logger_factory=factory)
+    try:
+        uvloop.run(_work(worker, settings, paths, counter, events))
+    except Exception as exc:
+        events.put(("fatal", worker, f"{type(exc).__name__}: {exc}"))
+        raise SystemExit(1) from None
+
+
+def _take(counter: Synchronized[int], total: int) -> int | None:
+    with counter.get_lock():
+        index = counter.value
+        if index >= total:
+            return None
+        counter.value = index + 1
+    return index
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Keep the session (and its staging table) when a connection returns to the pool."""
+
+
+@asynccontextmanager
+async def open_loader(settings: Settings) -> AsyncIterator[FileLoader]:
+    """A file loader over a pool of its own, wired as `flode serve` wires its services."""
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=settings.concurrency + 1,
+        server_settings={"jit": "off"},
+        init=prepare_connection,
+        reset=_no_reset,
+    )
+    assert pool is not None
+    try:
+        services = build_services(pool, replace(Config(), data_dir=settings.data_dir))
+        await services.parameters.refresh()
+        ctx = RequestContext.system("load")
+        yield FileLoader(services, ctx, fast=settings.fast, force=settings.force)
+    finally:
+        await pool.close()
+
+
+async def _work(
+    worker: int,
+    settings: Settings,
+    paths: list[str],
+    counter: Synchronized[int],
+    events: Events,
+) -> None:
+    async with open_loader(settings) as loader:
+        # Many parsed resources alive at once make the cyclic collector the main cost
+        # (DESIGN.md): it is paused, and run between files over what the files left.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+
+        async def loading() -> None:
+            while (index := _take(counter, len(paths))) is not None:
+                events.put(("start", worker, index))
+
+                def report(resources: int, size: int, index: int = index) -> None:
+                    events.put(("progress", index, resources, size))
+
+                result = await loader.load(Path(paths[index]), report)
+                events.put(("done", worker, index, asdict(result)))
+                gc.collect()
+
+        await asyncio.gather(*(loading() for _ in range(settings.concurrency)))

@@ -1,4 +1,6 @@
-"""`python -m benchmarks`: start a fresh Flöde, drive each workload at it, print a table."""
+"""`python -m benchmarks [all|crud|search]`: start Flöde, drive each workload at it, print
+tables. `crud` runs create, read, update and history against a fresh server; `search` runs the
+search queries against Synthea data sets loaded once and kept; `all` (the default) runs both."""
 
 from __future__ import annotations
 
@@ -8,23 +10,42 @@ import os
 import random
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 from rich.console import Console
 
-from benchmarks import cpu, loadgen
+from benchmarks import cpu, loader, loadgen, search
 from benchmarks.patients import PatientFactory
-from benchmarks.report import Placement, Run, as_json, print_report
+from benchmarks.report import (
+    Placement,
+    Run,
+    SearchRun,
+    as_json,
+    print_report,
+    print_search_report,
+    search_json,
+)
 from benchmarks.server import FlodeServer, affinity, describe_cpus
 from benchmarks.workloads import WORKLOADS, State
+
+PATIENTS = (100, 1000)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Measure Flöde's create, read, update and history throughput and latency "
-        "against a fresh server with its embedded PostgreSQL.",
+        "against a fresh server with its embedded PostgreSQL (crud), and the latency of typical "
+        "searches on Synthea data sets (search).",
+    )
+    parser.add_argument(
+        "what",
+        nargs="?",
+        choices=("all", "crud", "search"),
+        default="all",
+        help="which workloads [all: crud, then search]",
     )
     parser.add_argument(
         "--duration", type=float, default=10.0, metavar="SECONDS", help="per workload [10]"
@@ -53,11 +74,48 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "load generator's CPU [all]",
     )
     parser.add_argument("--seed", type=int, default=1, help="for the generated data [1]")
+    search_options = parser.add_argument_group("search")
+    search_options.add_argument(
+        "--patients",
+        type=int,
+        nargs="+",
+        choices=PATIENTS,
+        default=None,
+        metavar="N",
+        help="data sizes to search, 100 and/or 1000 patients [search: 100 1000; all: 100]",
+    )
+    search_options.add_argument(
+        "--search-duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="per query and data size [search: 5; all: 3]",
+    )
+    search_options.add_argument(
+        "--search-concurrency", type=int, default=4, metavar="N", help="connections [4]"
+    )
+    search_options.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"where loaded data sets are kept [{loader.default_cache()}]",
+    )
+    search_options.add_argument(
+        "--reload", action="store_true", help="load the data sets again even if they are cached"
+    )
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.concurrency < 1 or args.max_requests < 1:
         parser.error("--duration, --concurrency and --max-requests must be positive")
     if args.warmup is None:
         args.warmup = min(2.0, args.duration / 5)
+    if args.patients is None:
+        args.patients = list(PATIENTS) if args.what == "search" else [PATIENTS[0]]
+    if args.search_duration is None:
+        args.search_duration = 5.0 if args.what == "search" else 3.0
+    if args.search_duration <= 0 or args.search_concurrency < 1:
+        parser.error("--search-duration and --search-concurrency must be positive")
+    args.cache = args.cache or loader.default_cache()
     return args
 
 
@@ -93,61 +151,163 @@ async def measure(
     return results, usages
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    console = Console()
-    if not console.is_terminal:  # piped or redirected: do not squeeze the table into 80 columns
-        console = Console(width=max(console.width, 132))
+@dataclass(frozen=True, slots=True)
+class Cpus:
+    """Where the server, PostgreSQL and the load generator run (None: anywhere)."""
+
+    server: int | None
+    client: int | None
+    postgres: set[int] | None
+
+
+def cpus(args: argparse.Namespace, console: Console) -> Cpus:
     available = sorted(os.sched_getaffinity(0))
     # The server gets one CPU, the load generator another; with one CPU both share it.
     server_cpu, client_cpu = (available[0], available[1]) if len(available) > 1 else (None, None)
     if server_cpu is None:
         console.print("[yellow]Only one CPU is available: nothing is pinned.[/]")
-
     postgres_cpus = {
         "all": set(available),
         "server": None,  # it inherits the server's CPU
         "loadgen": {client_cpu} if client_cpu is not None else None,
     }[args.postgres_cpus]
-    server = FlodeServer(server_cpu, postgres_cpus=postgres_cpus)
+    return Cpus(server_cpu, client_cpu, postgres_cpus)
+
+
+def placement(server: FlodeServer, args: argparse.Namespace) -> Placement:
+    return Placement(
+        server_pid=server.pid,
+        server_cpus=describe_cpus(affinity(server.pid)),
+        postgres_processes=len(server.postgres_processes()),
+        postgres_cpus=" / ".join(
+            sorted({describe_cpus(affinity(p)) for p in server.postgres_processes()})
+        )
+        or "?",
+        postgres_placement=args.postgres_cpus,
+        client_cpus=describe_cpus(affinity(0)),
+    )
+
+
+def start(server: FlodeServer, where: Cpus, console: Console, what: str) -> None:
+    with console.status(what):
+        server.start()
+    if where.client is not None:
+        os.sched_setaffinity(0, {where.client})
+
+
+def run_crud(args: argparse.Namespace, console: Console, where: Cpus) -> Run:
+    server = FlodeServer(where.server, postgres_cpus=where.postgres)
     try:
-        with console.status("Starting a fresh Flöde with its embedded PostgreSQL…"):
-            server.start()
-        if client_cpu is not None:
-            os.sched_setaffinity(0, {client_cpu})
+        start(server, where, console, "Starting a fresh Flöde with its embedded PostgreSQL…")
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             postgres = runner.run(server.postgres_info())
             results, usages = runner.run(measure(server, args, console))
-        placement = Placement(
-            server_pid=server.pid,
-            server_cpus=describe_cpus(affinity(server.pid)),
-            postgres_processes=len(server.postgres_processes()),
-            postgres_cpus=" / ".join(
-                sorted({describe_cpus(affinity(p)) for p in server.postgres_processes()})
-            )
-            or "?",
-            postgres_placement=args.postgres_cpus,
-            client_cpus=describe_cpus(affinity(0)),
-        )
+        where_run = placement(server, args)
     finally:
         with console.status("Stopping Flöde and its PostgreSQL…"):
             server.stop()
-
-    run = Run(
+    return Run(
         results=results,
         cpu=usages,
-        placement=placement,
+        placement=where_run,
         postgres=postgres,
         duration_s=args.duration,
         warmup_s=args.warmup,
         concurrency=args.concurrency,
         flode_env={k: v for k, v in sorted(os.environ.items()) if k.startswith("FLODE_")},
+        server_flags=server.flags,
     )
-    print_report(console, run, {w.name: w.request for w in WORKLOADS})
+
+
+async def _search_size(
+    server: FlodeServer, args: argparse.Namespace, console: Console, patients: int, loaded: bool
+) -> tuple[list[search.Measured], int]:
+    directory = server.data_dir
+    if not loaded:
+        result = await loader.load(server.port, patients, console)
+        console.print(
+            f"[dim]Loaded {result.loaded:,} resources in {result.elapsed_s:,.0f} s "
+            f"({result.loaded / max(result.elapsed_s, 1e-9):,.0f}/s), {result.errors} errors[/]"
+        )
+        for sample in result.error_samples:
+            console.print(f"[red]load error:[/] {sample}", soft_wrap=True)
+        if result.errors:
+            raise RuntimeError(f"{result.errors} resources could not be loaded")
+        loader.mark_loaded(directory, result.loaded, round(result.elapsed_s, 1))
+    conn = await server.connect()
+    try:
+        resources = int(await conn.fetchval("SELECT count(*) FROM resource WHERE NOT deleted"))
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    with console.status("") as status:
+        measured = await search.run_all(
+            server,
+            search.queries(args.seed),
+            concurrency=args.search_concurrency,
+            duration_s=args.search_duration,
+            warmup_s=min(1.0, args.search_duration / 5),
+            seed=args.seed,
+            status=lambda name: status.update(f"{patients} patients: {name}…"),
+        )
+    return measured, resources
+
+
+def run_search(args: argparse.Namespace, console: Console, where: Cpus) -> SearchRun:
+    run = SearchRun(
+        duration_s=args.search_duration,
+        concurrency=args.search_concurrency,
+        cache=str(args.cache),
+    )
+    for patients in args.patients:
+        directory = loader.data_dir(args.cache, patients)
+        loaded = loader.is_loaded(directory) and not args.reload
+        if not loaded:
+            loader.prepare(directory)
+        server = FlodeServer(where.server, postgres_cpus=where.postgres, data_dir=directory)
+        try:
+            start(server, where, console, f"Starting Flöde on the {patients}-patient data set…")
+            if loaded:
+                loader.mark_migrated(directory)
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                if run.postgres is None:
+                    run.postgres = runner.run(server.postgres_info())
+                measured, resources = runner.run(
+                    _search_size(server, args, console, patients, loaded)
+                )
+            run.placement = placement(server, args)
+            run.server_flags = server.flags
+        finally:
+            with console.status("Stopping Flöde and its PostgreSQL…"):
+                server.stop()
+        run.sizes.by_size[patients] = measured
+        run.sizes.resources[patients] = resources
+        console.print(f"[dim]{patients} patients ({resources:,} resources): searched[/]")
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    if not console.is_terminal:  # piped or redirected: do not squeeze the table into 80 columns
+        console = Console(width=max(console.width, 132))
+    where = cpus(args, console)
+    failed = False
+    output: dict[str, object] = {}
+    if args.what in ("all", "crud"):
+        run = run_crud(args, console, where)
+        print_report(console, run, {w.name: w.request for w in WORKLOADS})
+        output.update(as_json(run))
+        failed = any(r.errors for r in run.results)
+    if args.what in ("all", "search"):
+        searched = run_search(args, console, where)
+        print_search_report(console, searched)
+        output["search"] = search_json(searched)
+        failed = failed or searched.errors > 0
     if args.json is not None:
-        args.json.write_bytes(orjson.dumps(as_json(run), option=orjson.OPT_INDENT_2))
+        args.json.write_bytes(orjson.dumps(output, option=orjson.OPT_INDENT_2))
         console.print(f"[dim]Results written to {args.json}[/]")
-    return 1 if any(r.errors for r in results) else 0
+    return 1 if failed else 0
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

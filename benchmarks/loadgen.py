@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"
+TOKEN = ""
+"""The access token every request carries (set when the server under test has started)."""
 _STREAM_LIMIT = 1 << 20  # the longest header block accepted
 _ERROR_SAMPLES = 3
 _SAMPLE_CHARS = 600
@@ -44,6 +46,8 @@ def request(
         "Accept: application/fhir+json",
         "User-Agent: flode-bench",
     ]
+    if TOKEN:
+        lines.append(f"Authorization: Bearer {TOKEN}")
     if body is not None:
         lines.append(f"Content-Type: {content_type}")
         lines.append(f"Content-Length: {len(body)}")

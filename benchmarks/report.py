@@ -15,6 +15,7 @@ from rich.table import Table
 
 from benchmarks.cpu import Usage
 from benchmarks.loadgen import Result
+from benchmarks.search import Measured, Sizes
 from benchmarks.server import PostgresInfo
 
 # The aims stated in the issue that asked for this benchmark, in requests per second.
@@ -53,6 +54,7 @@ class Run:
     warmup_s: float
     concurrency: int
     flode_env: dict[str, str] = field(default_factory=dict)
+    server_flags: list[str] = field(default_factory=list)
 
 
 def cpu_model() -> str:
@@ -128,6 +130,7 @@ def as_json(run: Run) -> dict[str, Any]:
         "duration_s": run.duration_s,
         "warmup_s": run.warmup_s,
         "flode_env": run.flode_env,
+        "server_flags": run.server_flags,
         "results": [_result_json(r) for r in run.results],
         "cpu_cores_used": {
             name: {
@@ -219,6 +222,10 @@ def print_report(console: Console, run: Run, requests: dict[str, str]) -> None:
             f"Other processes used up to {busiest.other:.0%} of a core during a workload: the "
             "machine was not quiet, so these numbers understate what Flöde does alone."
         )
+    if "--insecure-dev" in run.server_flags:
+        notes.append("Authentication off (flode serve --insecure-dev): token checks not measured.")
+    else:
+        notes.append("Every request carries an operator's access token (authentication on).")
     if run.flode_env:
         notes.append(
             "Server environment: " + ", ".join(f"{k}={v}" for k, v in run.flode_env.items())
@@ -231,3 +238,158 @@ def print_report(console: Console, run: Run, requests: dict[str, str]) -> None:
         mark = "[green]met[/]" if aim["met"] else "[bold red]not met[/]"
         shown = "not run" if measured is None else f"{measured:,.0f}/s"
         console.print(f"Aim: {name} ≥ {aim['aim_rps']:,.0f}/s — measured {shown}: {mark}")
+
+
+@dataclass(slots=True)
+class SearchRun:
+    duration_s: float
+    concurrency: int
+    cache: str
+    sizes: Sizes = field(default_factory=Sizes)
+    postgres: PostgresInfo | None = None
+    placement: Placement | None = None
+    server_flags: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(
+            m.result.errors
+            for found in self.sizes.by_size.values()
+            for m in found
+            if m.result is not None
+        )
+
+
+def _not_measured(m: Measured) -> str | None:
+    """Why a query has no numbers: it was refused (400 until a feature lands, say)."""
+    return None if m.result is not None else f"n/a (status {m.probe.status})"
+
+
+def _found(m: Measured) -> str:
+    if m.result is None:
+        return "–"
+    total = "?" if m.probe.total is None else f"{m.probe.total:,}"
+    return total + (f" +{m.probe.included:,}" if m.probe.included else "")
+
+
+def print_search_report(console: Console, run: SearchRun) -> None:
+    sizes = list(run.sizes.by_size)
+    table = Table(
+        title="Flöde FHIR R4 — search latency on Synthea data (ms; p50 / p95)",
+        title_justify="left",
+    )
+    table.add_column("Query")
+    for patients in sizes:
+        resources = run.sizes.resources.get(patients, 0)
+        table.add_column(f"{patients:,} patients\n({resources:,} res.)", justify="right")
+        table.add_column("Req/s", justify="right")
+        table.add_column("Found", justify="right")
+    names = [m.query.name for m in run.sizes.by_size[sizes[0]]] if sizes else []
+    for i, name in enumerate(names):
+        cells = [name]
+        for patients in sizes:
+            m = run.sizes.by_size[patients][i]
+            missing = _not_measured(m)
+            if missing is not None or m.result is None:
+                cells += [f"[yellow]{missing}[/]", "", ""]
+                continue
+            errors = f" [bold red]{m.result.errors} errors[/]" if m.result.errors else ""
+            cells += [
+                f"{_ms(m.result.percentile_ms(50))} / {_ms(m.result.percentile_ms(95))}{errors}",
+                f"{m.result.throughput:,.0f}",
+                _found(m),
+            ]
+        table.add_row(*cells)
+    console.print(table)
+
+    usage = Table(
+        title="CPU time per search request (ms): Python server + PostgreSQL",
+        title_justify="left",
+    )
+    usage.add_column("Query")
+    usage.add_column("Request")
+    for patients in sizes:
+        usage.add_column(f"{patients:,} patients", justify="right")
+    for i, name in enumerate(names):
+        cells = [name, escape(run.sizes.by_size[sizes[0]][i].query.example)]
+        for patients in sizes:
+            m = run.sizes.by_size[patients][i]
+            if m.result is None or m.usage is None or not m.result.requests:
+                cells.append("–")
+                continue
+            per = m.result.elapsed_s / m.result.requests * 1e3
+            cells.append(f"{m.usage.server * per:.2f} + {m.usage.postgres * per:.2f}")
+        usage.add_row(*cells)
+    console.print(usage)
+
+    for patients in sizes:
+        for m in run.sizes.by_size[patients]:
+            if m.result is None and m.probe.problem:
+                console.print(
+                    f"[dim]{patients} patients, {escape(m.query.name)}: {m.probe.status} "
+                    f"{escape(m.probe.problem[:200])}[/]",
+                    soft_wrap=True,
+                )
+            if m.result is not None:
+                for sample in m.result.error_samples:
+                    console.print(
+                        f"[red]{escape(m.query.name)} error:[/] {escape(sample)}", soft_wrap=True
+                    )
+    notes = [
+        f"Each query: {run.concurrency} connections, closed loop, {run.duration_s:g} s measured "
+        "after a short warm-up; each request searches for one of up to 40 values (patients, "
+        "names, identifiers, codes, months) picked from the original 100 patients, which every "
+        "data size holds. Found: Bundle.total of the first request (+ included resources).",
+        "Data: the 100 Synthea patients of ../shared/data/synthea; 1 000 are 10 re-identified "
+        f"copies of them. Loaded over HTTP once and kept in {run.cache}.",
+    ]
+    if run.placement is not None:
+        place = run.placement
+        notes.append(
+            f"Placement: the Python server on CPU {place.server_cpus}, the load generator on "
+            f"CPU {place.client_cpus}, PostgreSQL on CPU {place.postgres_cpus}."
+        )
+    if "--insecure-dev" in run.server_flags:
+        notes.append("Authentication off (flode serve --insecure-dev): token checks not measured.")
+    else:
+        notes.append("Every request carries an operator's access token (authentication on).")
+    for note in notes:
+        console.print(f"[dim]{escape(note)}[/]")
+
+
+def search_json(run: SearchRun) -> dict[str, Any]:
+    return {
+        "duration_s": run.duration_s,
+        "concurrency": run.concurrency,
+        "server_flags": run.server_flags,
+        "sizes": {
+            str(patients): {
+                "resources": run.sizes.resources.get(patients),
+                "queries": [
+                    {
+                        "query": m.query.name,
+                        "request": m.query.example,
+                        "status": m.probe.status,
+                        "total": m.probe.total,
+                        "matches": m.probe.matches,
+                        "included": m.probe.included,
+                        "problem": m.probe.problem or None,
+                        "result": _result_json(m.result) if m.result is not None else None,
+                        "cpu_ms_per_request": (
+                            {
+                                "server": round(m.usage.server * per, 3),
+                                "postgres": round(m.usage.postgres * per, 3),
+                            }
+                            if m.usage is not None
+                            and m.result is not None
+                            and m.result.requests
+                            and (per := m.result.elapsed_s / m.result.requests * 1e3)
+                            else None
+                        ),
+                    }
+                    for m in found
+                ],
+            }
+            for patients, found in run.sizes.by_size.items()
+        },
+    }

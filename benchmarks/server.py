@@ -1,5 +1,6 @@
-"""A fresh `flode serve --no-demo` for one benchmark run: its own temporary data directory
-(so its own embedded PostgreSQL), a free port, and a CPU of its own."""
+"""`flode serve --no-demo` for one benchmark run: its own data directory (a fresh temporary
+one, or a kept one with data loaded before), so its own embedded PostgreSQL, a free port, and a
+CPU of its own."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from types import TracebackType
 
 import asyncpg
 
+from benchmarks import loadgen
 from benchmarks.loadgen import HOST
 
 # Straight to 127.0.0.1, whatever http_proxy says.
@@ -105,15 +107,40 @@ class FlodeServer:
     stays on `server_cpu`.
     """
 
-    def __init__(self, server_cpu: int | None, *, postgres_cpus: set[int] | None = None) -> None:
+    def __init__(
+        self,
+        server_cpu: int | None,
+        *,
+        postgres_cpus: set[int] | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
+        """`data_dir`: keep the data there (and reuse what is there); a temporary directory,
+        removed at `stop()`, when None."""
         self.server_cpu = server_cpu
         self.postgres_cpus = set(postgres_cpus) if postgres_cpus is not None else None
         self.port = free_port()
         self.base_url = f"http://{HOST}:{self.port}/fhir"
-        self.data_dir = Path(tempfile.mkdtemp(prefix="flode-bench-"))
+        self.keep = data_dir is not None
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="flode-bench-"))
         self.log_path = self.data_dir / "server.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._log: int | None = None
+
+    @property
+    def flags(self) -> list[str]:
+        """Options beyond the data directory and port (no demo data). Authentication stays
+        on: every request carries an operator's token, as a module's would."""
+        return []
+
+    def token(self) -> str:
+        """An operator's access token for this server, signed with its data directory's key."""
+        from flode.auth.local import issue_local
+        from flode.config import Config
+
+        root = self.base_url.removesuffix("/fhir")
+        return issue_local(Config(data_dir=self.data_dir), root, lifetime=24 * 3600)
 
     @property
     def pid(self) -> int:
@@ -129,7 +156,7 @@ class FlodeServer:
 
         self._log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         command = [sys.executable, "-m", "flode", "serve", "--data-dir", str(self.data_dir)]
-        command += ["--port", str(self.port), "--no-demo"]
+        command += ["--port", str(self.port), "--no-demo", *self.flags]
         self._process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -141,6 +168,7 @@ class FlodeServer:
             start_new_session=True,
         )
         self._wait_until_ready()
+        loadgen.TOKEN = self.token()
         if self.postgres_cpus is not None:
             for pid in self.postgres_processes():
                 with contextlib.suppress(OSError):  # a process that just ended
@@ -186,17 +214,21 @@ class FlodeServer:
         postmaster = self.postmaster_pid()
         return process_tree(postmaster) if postmaster is not None else []
 
-    async def postgres_info(self) -> PostgresInfo | None:
-        """The running PostgreSQL's version and the settings that matter most here."""
+    async def connect(self) -> asyncpg.Connection:
+        """A connection of our own to the server's PostgreSQL (its Unix socket)."""
         port, socket_dir = self._postmaster_line(3), self._postmaster_line(4)
         if not port or not socket_dir:
-            return None
+            raise RuntimeError("PostgreSQL is not running (no postmaster.pid)")
+        return await asyncpg.connect(
+            host=socket_dir, port=int(port), user="postgres", database="postgres", timeout=10
+        )
+
+    async def postgres_info(self) -> PostgresInfo | None:
+        """The running PostgreSQL's version and the settings that matter most here."""
         names = ("synchronous_commit", "fsync", "shared_buffers", "max_connections")
         try:
-            conn = await asyncpg.connect(
-                host=socket_dir, port=int(port), user="postgres", database="postgres", timeout=10
-            )
-        except (OSError, asyncpg.PostgresError):
+            conn = await self.connect()
+        except (OSError, RuntimeError, asyncpg.PostgresError):
             return None
         try:
             version = await conn.fetchval("SHOW server_version")
@@ -210,7 +242,8 @@ class FlodeServer:
         return PostgresInfo(str(version), settings)
 
     def stop(self) -> None:
-        """Ctrl-C the server, so it stops its PostgreSQL; then remove the data directory."""
+        """Ctrl-C the server, so it stops its PostgreSQL; then remove the data directory unless
+        it is kept."""
         process = self._process
         postmaster = self.postmaster_pid()
         try:
@@ -235,7 +268,8 @@ class FlodeServer:
                         file=sys.stderr,
                     )
                     return  # keep its data directory: it is still in use
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+            if not self.keep:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
         finally:
             if self._log is not None:
                 os.close(self._log)

@@ -35,3 +35,39 @@ def entries_of(
             resource = elements(services.definitions, resource, query.elements)
         out.append(search_entry(ctx.base_url, version, mode, resource))
     return out
+
+
+def contained_entries(
+    services: Services,
+    ctx: RequestContext,
+    query: SearchQuery,
+    matches: Sequence[tuple[Version, str]],
+) -> list[dict[str, Any]]:
+    """The entries of `_containedType=contained` matches, each given as (container version,
+    contained id): the contained resource, `_summary` and `_elements` applied to it, with the
+    fullUrl `[base]/{container type}/{container id}#{contained id}` (search.html#contained)."""
+    out = []
+    for version, id in matches:
+        container = json.loads(version.content or "null") or {}
+        resource = next(
+            (
+                c
+                for c in container.get("contained") or ()
+                if isinstance(c, dict) and c.get("id") == id
+            ),
+            None,
+        )
+        if resource is None:  # the index and the content always agree; nothing to show else
+            continue
+        if query.summary in ("true", "text", "data"):
+            resource = summary(services.definitions, resource, query.summary)
+        elif query.elements:
+            resource = elements(services.definitions, resource, query.elements)
+        out.append(
+            {
+                "fullUrl": f"{ctx.base_url}/{version.resource_type}/{version.id}#{id}",
+                "resource": resource,
+                "search": {"mode": "match"},
+            }
+        )
+    return out

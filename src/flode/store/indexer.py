@@ -70,13 +70,24 @@ TABLES: tuple[str, ...] = (*COLUMN_TYPES, text.TABLE, "resource_compartment")
 
 
 @dataclass(frozen=True, slots=True)
+class ContainedRows:
+    """The index rows of one contained resource: its type, its id (without `#`) and its rows
+    per search table, as for a resource (no compartments, no full-text row)."""
+
+    resource_type: str
+    id: str
+    tables: Mapping[str, list[tuple[Any, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
 class IndexRows:
     """Rows per table: (param, *columns) for the search tables; compartment (type, id) pairs;
-    the words of the full-text row."""
+    the words of the full-text row; the rows of each contained resource."""
 
     tables: Mapping[str, list[tuple[Any, ...]]]
     compartments: list[tuple[str, str]]
     words: text.TextRow | None = None
+    contained: tuple[ContainedRows, ...] = ()
 
 
 class Indexer:
@@ -96,9 +107,36 @@ class Indexer:
         return list(composite.rows(elements))
 
     def rows(self, resource: Mapping[str, Any]) -> IndexRows:
-        resource_type = resource["resourceType"]
+        params = self.registry.for_type(resource["resourceType"])
+        tables = self._tables(resource, params)
+        words = (
+            self.text.row(resource, narrative="_text" in params) if "_content" in params else None
+        )
+        contained = resource.get("contained")
+        return IndexRows(
+            tables,
+            self._compartments(resource),
+            words,
+            self._contained(contained) if contained else (),
+        )
+
+    def _contained(self, contained: Any) -> tuple[ContainedRows, ...]:
+        """Each contained resource with a type and an id (the first of a repeated id)."""
+        found: dict[str, ContainedRows] = {}
+        for item in contained if isinstance(contained, list) else ():
+            if not isinstance(item, Mapping):
+                continue
+            kind, id = item.get("resourceType"), item.get("id")
+            if not isinstance(kind, str) or not isinstance(id, str) or not id or id in found:
+                continue
+            params = self.registry.for_type(kind)
+            found[id] = ContainedRows(kind, id, self._tables(item, params))
+        return tuple(found.values())
+
+    def _tables(
+        self, resource: Mapping[str, Any], params: Mapping[str, SearchParameter]
+    ) -> dict[str, list[tuple[Any, ...]]]:
         tables: dict[str, list[tuple[Any, ...]]] = {}
-        params = self.registry.for_type(resource_type)
         for code, param in params.items():
             module = MODULES.get(param.type)
             if module is None or code in ON_RESOURCE or code in NOT_INDEXED or code in FULL_TEXT:
@@ -110,10 +148,7 @@ class Indexer:
             if found:
                 table: str = module.TABLE
                 tables.setdefault(table, []).extend((code, *row) for row in dict.fromkeys(found))
-        words = (
-            self.text.row(resource, narrative="_text" in params) if "_content" in params else None
-        )
-        return IndexRows(tables, self._compartments(resource), words)
+        return tables
 
     def _compartments(self, resource: Mapping[str, Any]) -> list[tuple[str, str]]:
         """The Patient compartments the resource belongs to (a Patient is in its own)."""
@@ -136,8 +171,20 @@ def _ctes(parts: list[str]) -> str:
     return "WITH " + ",\n".join(f"w{i} AS ({part})" for i, part in enumerate(parts)) + "\nSELECT 1"
 
 
-# Every table at once, in one round trip.
-DELETE_STATEMENT = _ctes([f"DELETE FROM {table} WHERE resource_pk = $1" for table in TABLES])
+# Every table at once, in one round trip: the resource's rows and those of the resources it
+# contained (keys of `resource_contained`, found by the first CTE). For a resource that contains
+# nothing the extra cost is one probe of an empty index range.
+DELETE_STATEMENT = _ctes(
+    [
+        "DELETE FROM resource_contained WHERE container_pk = $1 RETURNING pk",
+        *(
+            f"DELETE FROM {table} WHERE resource_pk = ANY(array_prepend($1::bigint, "
+            "ARRAY(SELECT pk FROM w0)))"
+            for table in COLUMN_TYPES
+        ),
+        *(f"DELETE FROM {table} WHERE resource_pk = $1" for table in TABLES[len(COLUMN_TYPES) :]),
+    ]
+)
 
 
 def insert_statement(pk: int, resource_type: str, rows: IndexRows) -> tuple[str, list[Any]] | None:
@@ -179,7 +226,45 @@ def insert_statement(pk: int, resource_type: str, rows: IndexRows) -> tuple[str,
                 f"SELECT $1, $2, array_to_tsvector(${len(args) - 1}::text[]), "
                 f"array_to_tsvector(${len(args)}::text[])"
             )
+        if rows.contained:
+            _contained_parts(rows.contained, args, parts)
     return (_ctes(parts), args) if parts else None
+
+
+def _contained_parts(
+    contained: tuple[ContainedRows, ...], args: list[Any], parts: list[str]
+) -> None:
+    """Insert the contained resources into `resource_contained` and their index rows keyed by
+    the `pk` each gets there (joined on the contained id, within the same statement)."""
+    keys = f"w{len(parts)}"
+    args.append([c.resource_type for c in contained])
+    args.append([c.id for c in contained])
+    parts.append(
+        "INSERT INTO resource_contained (container_pk, resource_type, id) "
+        f"SELECT $1, u.* FROM unnest(${len(args) - 1}::text[], ${len(args)}::text[]) AS u "
+        "RETURNING pk, id"
+    )
+    by_table: dict[str, list[tuple[Any, ...]]] = {}
+    for item in contained:
+        for table, table_rows in item.tables.items():
+            by_table.setdefault(table, []).extend(
+                (item.id, item.resource_type, *row) for row in table_rows
+            )
+    for table, table_rows in by_table.items():
+        types = ("text", "text", "text", *COLUMN_TYPES[table])
+        columns = list(zip(*table_rows, strict=True))
+        arrays = []
+        for column, sql_type in zip(columns, types, strict=True):
+            args.append(list(column))
+            arrays.append(f"${len(args)}::{sql_type}[]")
+        names = ("resource_type", "param", *_columns(table))
+        aliases = [f"c{n}" for n in range(len(names))]
+        parts.append(
+            f"INSERT INTO {table} (resource_pk, {', '.join(names)}) "
+            f"SELECT k.pk, {', '.join(f'u.{a}' for a in aliases)} "
+            f"FROM unnest({', '.join(arrays)}) AS u (id, {', '.join(aliases)}) "
+            f"JOIN {keys} k ON k.id = u.id"
+        )
 
 
 def _columns(table: str) -> tuple[str, ...]:

@@ -184,15 +184,15 @@ class SearchCompiler:
                 f"'{rest[0].param if rest else criterion.name}' to continue the chain",
                 link.param,
             )
-        # An uncorrelated semi-join: the planner may start from the referenced resources'
-        # own index rows (`name=…`) instead of probing every resource searched. The
-        # subquery's `r` is the referenced resource.
+        # The keys of the referring resources, found once (an InitPlan) from the referenced
+        # resources' own index rows (`name=…`), then looked up by key: not a probe of every
+        # resource searched. The subquery's `r` is the referenced resource.
         return (
-            "r.pk IN (SELECT c.resource_pk FROM resource r JOIN search_reference c "
+            "r.pk = ANY (ARRAY (SELECT c.resource_pk FROM resource r JOIN search_reference c "
             "ON c.target_type = r.resource_type AND c.target_id = r.id "
             f"WHERE c.resource_type = {args.add(resource_type)} "
             f"AND c.param = {args.add(link.param)} AND NOT r.deleted "
-            f"AND ({' OR '.join(inner)}))"
+            f"AND ({' OR '.join(inner)})))"
         )
 
     def _has(self, resource_type: str, has: Has, args: Args, access: Access | None) -> str | None:
@@ -209,12 +209,51 @@ class SearchCompiler:
         allowed = access(has.resource_type, args) if access is not None else None
         if allowed is not None:
             inner = f"({allowed}) AND {inner}"
-        # An uncorrelated semi-join, as for chains: it can start from the referring
-        # resources' index rows. The subquery's `r` is the referring resource.
+        # The ids of the referenced resources, found once from the referring resources' index
+        # rows, then looked up by id, as for chains. The subquery's `r` is the referring
+        # resource.
         return (
-            "r.id IN (SELECT h.target_id FROM resource r JOIN search_reference h "
+            "r.id = ANY (ARRAY (SELECT h.target_id FROM resource r JOIN search_reference h "
             "ON h.resource_pk = r.pk "
             f"WHERE h.resource_type = {args.add(has.resource_type)} "
             f"AND h.param = {args.add(has.reference)} "
-            f"AND h.target_type = {args.add(resource_type)} AND NOT r.deleted AND {inner})"
+            f"AND h.target_type = {args.add(resource_type)} "
+            f"AND r.resource_type = {args.add(has.resource_type)} AND NOT r.deleted AND {inner}))"
         )
+
+    def compile_contained(
+        self, resource_type: str, query: SearchQuery, args: Args | None = None
+    ) -> Compiled:
+        """The query over the contained resources of `resource_type` (`_contained=true`,
+        search.html#contained): a predicate over one contained resource, `r` being its row of
+        `resource_contained` (`pk`, `resource_type`, `id`, `container_pk`), whose index rows are
+        keyed by that `pk`, so that every criterion holds for the same contained resource.
+        Plain criteria and `_id` only: chains, `_has`, `_lastUpdated`, `_list`, `_text` and
+        `_content` answer 400 (a contained resource has no version, list entry or full-text
+        row of its own)."""
+        args = Args() if args is None else args
+        ands: list[str] = [f"r.resource_type = {args.add(resource_type)}"]
+        unknown: list[str] = []
+        for criterion in query.criteria:
+            name = criterion_name(criterion)
+            if isinstance(criterion, Has) or criterion.chain:
+                raise bad_request(f"'{name}' cannot be combined with _contained=true", name)
+            if criterion.name in ("_lastUpdated", "_list", *text.PARAMS):
+                raise bad_request(
+                    f"'{criterion.name}' cannot be combined with _contained=true: contained "
+                    "resources have no version, list entry or full text of their own",
+                    criterion.name,
+                )
+            sql = self._plain(resource_type, criterion, args)
+            if sql is None:
+                unknown.append(name)
+            else:
+                ands.append(sql)
+        return Compiled(" AND ".join(f"({a})" for a in ands), args, unknown)
+
+
+def containers_of(contained: str) -> str:
+    """SQL over `resource r`: the resource contains a resource matching `contained`, a
+    predicate from `compile_contained`. An uncorrelated semi-join, as for chains: the planner
+    may start from the contained resources' index rows."""
+    return f"r.pk IN (SELECT r.container_pk FROM resource_contained r WHERE {contained})"

@@ -14,6 +14,7 @@ import uvicorn
 
 from flode import logs
 from flode.app import build_app
+from flode.auth.local import issue_local
 from flode.config import Config
 from flode.store.embedded import EmbeddedPostgres
 
@@ -27,6 +28,13 @@ class Server:
     """The FHIR base, e.g. http://127.0.0.1:43123/fhir"""
     root_url: str
     database_url: str
+    token: str = ""
+    """An access token with every scope (`system/*.cruds`), as an operator's."""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization header of `token`."""
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 logs.configure(json_lines=True)
@@ -61,20 +69,29 @@ def bound_port(server: uvicorn.Server) -> int:
 
 
 @pytest.fixture(scope="session")
-def test_config() -> Config:
-    return replace(Config(), demo=False, max_body_bytes=1024 * 1024)
+def test_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    return replace(
+        Config(),
+        demo=False,
+        max_body_bytes=1024 * 1024,
+        data_dir=tmp_path_factory.mktemp("flode-data"),
+    )
 
 
 @pytest.fixture(scope="session")
 def server(database_url: str, test_config: Config) -> Iterator[Server]:
     uvicorn_server, thread = start_server(test_config, database_url)
     root = f"http://127.0.0.1:{bound_port(uvicorn_server)}"
-    yield Server(f"{root}/fhir", root, database_url)
+    token = issue_local(test_config, root, lifetime=24 * 3600)
+    yield Server(f"{root}/fhir", root, database_url, token)
     uvicorn_server.should_exit = True
     thread.join(10)
 
 
 @pytest.fixture
 async def client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base_url + "/", timeout=30) as c:
+    """An HTTP client of the test server, with an operator's token."""
+    async with httpx.AsyncClient(
+        base_url=server.base_url + "/", timeout=30, headers=server.auth
+    ) as c:
         yield c

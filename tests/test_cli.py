@@ -14,7 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flode.auth.local import issue_local
+from flode.config import Config
+
 FLODE = [sys.executable, "-m", "flode"]
+
+
+def operator(data_dir: Path, base: str) -> dict[str, str]:
+    """The headers of an operator's token for the server on `data_dir` at `base`."""
+    root = base.removesuffix("/fhir")
+    return {"Authorization": f"Bearer {issue_local(Config(data_dir=data_dir), root)}"}
 
 
 def free_port() -> int:
@@ -73,8 +82,9 @@ def serving(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]
 def test_serve_seeds_the_demo_region_and_prints_how_to_try_it(
     serving: tuple[subprocess.Popen[str], str, Path],
 ) -> None:
-    process, base, _ = serving
-    bundle = httpx.get(f"{base}/Patient", params={"_total": "accurate"}).json()
+    process, base, data_dir = serving
+    headers = operator(data_dir, base)
+    bundle = httpx.get(f"{base}/Patient", params={"_total": "accurate"}, headers=headers).json()
     assert bundle["total"] == 12
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
@@ -106,8 +116,11 @@ def test_stopping_serve_stops_the_embedded_postgresql_and_data_survives_a_restar
     command = [*FLODE, "serve", "--no-demo", "--data-dir", str(data_dir), "--port", str(port)]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until_serving(base, first)
-    assert httpx.get(f"{base}/Patient").json()["total"] == 0
-    created = httpx.post(f"{base}/Patient", json={"resourceType": "Patient", "gender": "other"})
+    headers = operator(data_dir, base)
+    assert httpx.get(f"{base}/Patient", headers=headers).json()["total"] == 0
+    created = httpx.post(
+        f"{base}/Patient", json={"resourceType": "Patient", "gender": "other"}, headers=headers
+    )
     assert created.status_code == 201
     assert postgres_running(data_dir)
     first.send_signal(stop)
@@ -118,7 +131,8 @@ def test_stopping_serve_stops_the_embedded_postgresql_and_data_survives_a_restar
     second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until_serving(base, second)
-        again = httpx.get(f"{base}/Patient/{created.json()['id']}")
+        # The signing key survived the restart too: the token still verifies.
+        again = httpx.get(f"{base}/Patient/{created.json()['id']}", headers=headers)
         assert again.status_code == 200
         assert again.json()["gender"] == "other"
     finally:
@@ -153,9 +167,44 @@ def test_serve_uses_the_postgresql_named_by_flode_database_url(
     )
     try:
         wait_until_serving(base, process)
-        created = httpx.post(f"{base}/Patient", json={"resourceType": "Patient"})
+        headers = operator(tmp_path / ".flode", base)
+        created = httpx.post(f"{base}/Patient", json={"resourceType": "Patient"}, headers=headers)
         assert created.status_code == 201
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
-    assert not (tmp_path / ".flode").exists(), "no embedded PostgreSQL was started"
+    assert not (tmp_path / ".flode" / "pgdata").exists(), "no embedded PostgreSQL was started"
+
+
+def test_serve_refuses_requests_without_a_token(
+    serving: tuple[subprocess.Popen[str], str, Path],
+) -> None:
+    _, base, _ = serving
+    response = httpx.get(f"{base}/Patient")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_insecure_dev_serves_without_tokens_and_warns_at_start_and_in_every_response(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    command = [*FLODE, "serve", "--no-demo", "--insecure-dev"]
+    process = subprocess.Popen(
+        [*command, "--data-dir", str(tmp_path / "data"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_serving(base, process)
+        response = httpx.get(f"{base}/Patient")
+        assert response.status_code == 200
+        assert "authentication is off" in response.headers["x-flode-insecure-dev"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert "--insecure-dev" in err
+    assert "authentication is off" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -14,10 +15,18 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from flode.api import errors, routes
+from flode.api.auth_routes import auth_routes
+from flode.api.authentication import InsecureDevHeader
 from flode.api.observability import Metrics, RequestLog, healthz, metrics_endpoint
 from flode.api.routes import fhir_routes
+from flode.auth.keys import KeyRing
+from flode.auth.server import Authorization
+from flode.auth.tokens import Tokens
+from flode.bulk.jobs import Exporter
 from flode.config import Config
 from flode.context import RequestContext
+from flode.events.service import Events
+from flode.events.settings import Settings as EventSettings
 from flode.fhir.definitions import Definitions
 from flode.fhir.errors import FhirError
 from flode.fhir.search_parameters import SearchParameters
@@ -62,6 +71,26 @@ def build_services(pool: asyncpg.Pool, config: Config) -> Services:
         search=compiler,
         parameters=CustomParameters(pool, definitions, registry, compiler, indexer),
         reindexer=Reindexer(pool, indexer),
+        tokens=Tokens(KeyRing(config.keys_dir)),
+        exporter=Exporter(
+            pool,
+            compiler,
+            config.export_path,
+            max_file_bytes=config.export_file_max_bytes,
+            expiry=timedelta(seconds=config.export_expiry_seconds),
+            workers=config.export_workers,
+        ),
+        events=Events(
+            allowed_hosts=config.subscription_allowed_hosts,
+            settings=EventSettings(
+                poll_seconds=config.events_poll_seconds,
+                retry_max_seconds=config.subscription_retry_max_seconds,
+                error_after=config.subscription_error_after,
+            ),
+            nats_url=config.nats_url,
+            nats_stream=config.nats_stream,
+            dispatch=config.events_dispatch,
+        ),
         default_page_size=config.default_page_size,
         max_page_size=config.max_page_size,
     )
@@ -97,10 +126,20 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
             if config.demo:
                 await seed_demo(services)
             await services.reindexer.resume()
+            await services.exporter.start()
+            await services.events.start(services)
+            # The authorization server; its revocations decide, per request, which tokens
+            # that still verify are no longer good.
+            auth = await Authorization.start(services, config)
+            services.tokens.revoked = auth.revocations
+            app.state.auth = auth
             app.state.services = services
             try:
                 yield
             finally:
+                await auth.close()
+                await services.events.close()
+                await services.exporter.close()
                 await services.reindexer.close()
         finally:
             await pool.close()
@@ -114,12 +153,17 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            # Before the FHIR mount: [base]/.well-known/smart-configuration is one of them.
+            *auth_routes(config.base_path),
             # The base URL without its trailing slash: system search and transaction Bundles.
             Route(config.base_path, routes.system_search, methods=["GET"]),
             Route(config.base_path, routes.bundle, methods=["POST"]),
             Mount(config.base_path, routes=fhir_routes()),
         ],
-        middleware=[Middleware(RequestLog, metrics=metrics, access_log=access_log)],
+        middleware=[
+            Middleware(RequestLog, metrics=metrics, access_log=access_log),
+            *([Middleware(InsecureDevHeader)] if config.insecure_dev else []),
+        ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )

@@ -12,6 +12,11 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _env_flag(name: str) -> bool | None:
+    raw = os.environ.get(name)
+    return None if not raw else raw.lower() in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """Everything Flöde needs to know before it starts.
@@ -37,3 +42,80 @@ class Config:
     pool_min_size: int = field(default_factory=lambda: _env_int("FLODE_DB_POOL_MIN", 2))
     pool_max_size: int = field(default_factory=lambda: _env_int("FLODE_DB_POOL_MAX", 10))
     demo: bool = True
+    insecure_dev: bool = False
+    """No authentication at all: every request may do everything. Development only."""
+    token_lifetime: int = field(default_factory=lambda: _env_int("FLODE_TOKEN_LIFETIME", 3600))
+    """Seconds an access token is valid."""
+    # Clinician login at the authorization server (docs/modules.md): an upstream OpenID Connect
+    # provider when `oidc_issuer` is set, else the built-in page with the demo staff.
+    demo_login: bool | None = field(default_factory=lambda: _env_flag("FLODE_DEMO_LOGIN"))
+    """The built-in login page with the demo staff; None: on when `demo` is."""
+    oidc_issuer: str | None = field(
+        default_factory=lambda: os.environ.get("FLODE_OIDC_ISSUER") or None
+    )
+    oidc_client_id: str = field(
+        default_factory=lambda: os.environ.get("FLODE_OIDC_CLIENT_ID", "flode")
+    )
+    oidc_client_secret: str | None = field(
+        default_factory=lambda: os.environ.get("FLODE_OIDC_CLIENT_SECRET") or None
+    )
+    oidc_scopes: str = field(
+        default_factory=lambda: os.environ.get("FLODE_OIDC_SCOPES", "openid profile")
+    )
+    oidc_claims: str = field(default_factory=lambda: os.environ.get("FLODE_OIDC_CLAIMS", ""))
+    """Which upstream claim holds what, e.g. `personnummer=pnr,care_unit_hsa_id=unit`."""
+    auth_failures_per_minute: int = field(
+        default_factory=lambda: _env_int("FLODE_AUTH_FAILURES_PER_MINUTE", 10)
+    )
+    """Failed client authentications per client and minute before the token endpoint says 429."""
+    auth_refresh_seconds: float = 2.0
+    """How often a server looks for revocations and module changes made by other processes."""
+
+    @property
+    def keys_dir(self) -> Path:
+        """Where the token-signing keys are kept."""
+        return self.data_dir / "keys"
+
+    export_dir: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["FLODE_EXPORT_DIR"]) if os.environ.get("FLODE_EXPORT_DIR") else None
+        )
+    )
+    """Where `$export` writes its files; `DATA_DIR/export` when not set."""
+    export_file_max_bytes: int = field(
+        default_factory=lambda: _env_int("FLODE_EXPORT_FILE_MAX_BYTES", 256 * 1024 * 1024)
+    )
+    export_expiry_seconds: int = field(
+        default_factory=lambda: _env_int("FLODE_EXPORT_EXPIRY_SECONDS", 24 * 3600)
+    )
+    export_workers: int = field(default_factory=lambda: _env_int("FLODE_EXPORT_WORKERS", 1))
+
+    @property
+    def export_path(self) -> Path:
+        return self.export_dir if self.export_dir is not None else self.data_dir / "export"
+
+    # Events and subscriptions (docs/events.md).
+    subscription_allowed_hosts: tuple[str, ...] = field(
+        default_factory=lambda: tuple(
+            h.strip()
+            for h in os.environ.get(
+                "FLODE_SUBSCRIPTION_ALLOWED_HOSTS", "localhost,127.0.0.0/8,::1"
+            ).split(",")
+            if h.strip()
+        )
+    )
+    """Hosts (names, addresses or networks) a rest-hook may reach over plain http or at a
+    non-public address; every other endpoint must be https at a public address."""
+    subscription_retry_max_seconds: int = field(
+        default_factory=lambda: _env_int("FLODE_SUBSCRIPTION_RETRY_MAX_SECONDS", 300)
+    )
+    subscription_error_after: int = field(
+        default_factory=lambda: _env_int("FLODE_SUBSCRIPTION_ERROR_AFTER", 3)
+    )
+    """Failed deliveries in a row before a subscription's status becomes `error`."""
+    events_dispatch: bool = True
+    """Run the events dispatcher in this process."""
+    events_poll_seconds: float = 1.0
+    nats_url: str | None = field(default_factory=lambda: os.environ.get("FLODE_NATS_URL") or None)
+    """NATS server with JetStream to publish every event to (unset: no bridge)."""
+    nats_stream: str = field(default_factory=lambda: os.environ.get("FLODE_NATS_STREAM", "FLODE"))

@@ -154,3 +154,16 @@ async def test_metadata_honours_format_and_pretty(client: httpx.AsyncClient) -> 
     assert response.status_code == 200
     assert response.text.startswith('{\n  "resourceType": "CapabilityStatement"')
     assert (await client.get("metadata", params={"_format": "xml"})).status_code == 406
+
+
+async def test_the_statement_names_the_smart_authorization_endpoints(
+    client: httpx.AsyncClient,
+) -> None:
+    (rest,) = (await statement(client))["rest"]
+    security = rest["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    (oauth,) = security["extension"]
+    uris = {e["url"]: e["valueUri"] for e in oauth["extension"]}
+    root = str(client.base_url).removesuffix("/").removesuffix("/fhir")
+    assert uris["token"] == f"{root}/auth/token"
+    assert uris["authorize"] == f"{root}/auth/authorize"

@@ -424,15 +424,11 @@ async def test_a_malformed_result_set_id_is_refused(client: httpx.AsyncClient) -
     assert "_results" in response.text
 
 
-async def test_contained_false_is_the_default_and_true_is_refused_as_not_supported(
+async def test_contained_false_is_the_default(
     client: httpx.AsyncClient, family: dict[str, Any]
 ) -> None:
     found = await get(client, "Patient", {"_tag": family["tag"], "_contained": "false"})
     assert found["total"] == 3
-    for value in ("true", "both"):
-        response = await client.get("Patient", params={"_contained": value})
-        assert response.status_code == 400
-        assert response.json()["issue"][0]["code"] == "not-supported"
 
 
 async def test_summary_and_elements_apply_to_a_read_too(

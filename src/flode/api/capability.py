@@ -8,6 +8,7 @@ from typing import Any
 
 from flode import __version__
 from flode.config import Config
+from flode.events.capability import subscription_capability
 from flode.fhir.dates import format_instant
 from flode.interactions.services import Services
 from flode.store.indexer import FULL_TEXT, MODULES, NOT_INDEXED, ON_RESOURCE
@@ -39,6 +40,14 @@ _FULL_TEXT_URLS = frozenset(
     }
 )
 _STARTED = format_instant(datetime.now(UTC))
+# Operations on the base URL and on Patient and Group (flode.api.bulk).
+_BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+_OPERATIONS = (
+    ("export", f"{_BULK}/export"),
+    ("patient-export", f"{_BULK}/patient-export"),
+    ("group-export", f"{_BULK}/group-export"),
+    ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"),
+)
 
 
 def _search_params(services: Services, resource_type: str) -> list[dict[str, Any]]:
@@ -104,10 +113,47 @@ def _resource(services: Services, resource_type: str, revincludes: list[str]) ->
         "searchInclude": _includes(services, resource_type),
         "searchRevInclude": [*revincludes, "*"],
         "searchParam": _search_params(services, resource_type),
+        **(
+            subscription_capability(services.events.topics)
+            if resource_type == "Subscription"
+            else {}
+        ),
     }
 
 
-def capability_statement(services: Services, config: Config) -> dict[str, Any]:
+def _security(root: str) -> dict[str, Any]:
+    """SMART on FHIR: where a client gets its tokens (smart-app-launch, conformance)."""
+    auth = f"{root}/auth"
+    uris = [
+        ("authorize", f"{auth}/authorize"),
+        ("token", f"{auth}/token"),
+        ("introspect", f"{auth}/introspect"),
+        ("revoke", f"{auth}/revoke"),
+    ]
+    return {
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": name, "valueUri": uri} for name, uri in uris],
+            }
+        ],
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ]
+            }
+        ],
+        "description": "Every request but this CapabilityStatement needs a SMART on FHIR access "
+        "token; see .well-known/smart-configuration",
+    }
+
+
+def capability_statement(services: Services, config: Config, root: str) -> dict[str, Any]:
+    """The statement for the server whose root URL (scheme and host) is `root`."""
     revincludes = _revincludes(services)
     return {
         "resourceType": "CapabilityStatement",
@@ -127,11 +173,13 @@ def capability_statement(services: Services, config: Config) -> dict[str, Any]:
             {
                 "mode": "server",
                 "documentation": _unsupported(services),
+                **({} if config.insecure_dev else {"security": _security(root)}),
                 "resource": [
                     _resource(services, t, revincludes.get(t, []))
                     for t in sorted(services.definitions.resource_types)
                 ],
                 "interaction": [{"code": code} for code in _SYSTEM_INTERACTIONS],
+                "operation": [{"name": n, "definition": d} for n, d in _OPERATIONS],
             }
         ],
     }

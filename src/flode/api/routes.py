@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from flode.api import bulk
+from flode.api.authentication import authenticate
 from flode.api.body import read_body, read_json
 from flode.api.capability import capability_statement
 from flode.api.negotiation import (
@@ -23,6 +25,8 @@ from flode.api.negotiation import (
     version_from_etag,
 )
 from flode.api.responses import fhir_response, respond
+from flode.api.subscriptions import subscription_routes
+from flode.auth.tokens import root_of
 from flode.config import Config
 from flode.context import RequestContext
 from flode.fhir import json
@@ -57,16 +61,18 @@ def _refuse_nul(values: Iterable[str]) -> None:
         raise bad_request("The request holds a NUL character (%00), which no FHIR value may")
 
 
-def context(request: Request) -> RequestContext:
-    """Built once per request at the edge; authentication will fill in who is asking."""
+def context(request: Request, *, public: bool = False) -> RequestContext:
+    """Built once per request at the edge, with who is asking from the access token (401
+    without a valid one, unless the endpoint is `public`)."""
     # Negotiated once, before any work: an unanswerable Accept is refused up front.
     request.state.media_type = response_type(request)
     _refuse_nul(request.path_params.values())
     _refuse_nul(part for item in request.query_params.multi_items() for part in item)
     config = config_of(request)
-    base_url = config.public_base_url or _base_url(request, config.base_path)
+    base_url = (config.public_base_url or _base_url(request, config.base_path)).rstrip("/")
     request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-    return RequestContext(request_id=request_id[:64], base_url=base_url.rstrip("/"))
+    who = {} if public else authenticate(request, config, services_of(request).tokens, base_url)
+    return RequestContext(request_id=request_id[:64], base_url=base_url, **who)
 
 
 def _base_url(request: Request, base_path: str) -> str:
@@ -91,23 +97,28 @@ def _criteria(raw: str) -> list[tuple[str, str]]:
 
 
 async def metadata(request: Request) -> Response:
-    context(request)
+    ctx = context(request, public=True)
     state = request.app.state
-    services = services_of(request)
-    # Built once per set of search parameters: the rest is the code, which does not change
-    # while the server runs.
-    generation = services.parameters.generation
-    cached = getattr(state, "capability_statement", None)
-    if cached is None or cached[0] != generation:
-        body = json.dumps(capability_statement(services, config_of(request)))
-        state.capability_statement = cached = (generation, body)
-    return fhir_response(request, 200, cached[1])
+    services, config = services_of(request), config_of(request)
+    # Built once per set of search parameters and server URL (the authorization endpoints are
+    # named in it): the rest is the code, which does not change while the server runs.
+    key = (services.parameters.generation, ctx.base_url)
+    cached: dict[tuple[int, str], bytes] = getattr(state, "capability_statements", None) or {}
+    if key not in cached:
+        if len(cached) >= 8:
+            cached.clear()
+        root = root_of(ctx.base_url, config.base_path)
+        cached[key] = json.dumps(capability_statement(services, config, root))
+        state.capability_statements = cached
+    return fhir_response(request, 200, cached[key])
 
 
 async def after_write(request: Request, resource_type: str) -> None:
     """A SearchParameter written changes what search and indexing know."""
     if resource_type == "SearchParameter":
         await services_of(request).parameters.refresh()
+    elif resource_type == "Subscription":  # the dispatcher looks at Subscriptions again
+        await services_of(request).events.refresh(services_of(request).store.pool)
 
 
 async def reindex_start(request: Request) -> Response:
@@ -331,6 +342,8 @@ def fhir_routes() -> list[Route]:
         Route("/_search", system_search, methods=["POST"]),
         Route("/$reindex", reindex_start, methods=["POST"]),
         Route("/$reindex/{id}", reindex_job, methods=["GET", "DELETE"]),
+        *bulk.bulk_routes(),
+        *subscription_routes(),
         Route("/{type}", type_level, methods=["GET", "POST", "PUT", "DELETE"]),
         Route("/{type}/_history", type_history, methods=["GET"]),
         Route("/{type}/_search", type_search, methods=["POST"]),

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from flode.access import policy
 from flode.context import RequestContext
+from flode.interactions.guard import guarded
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
 from flode.interactions.write import (
@@ -17,7 +19,6 @@ from flode.interactions.write import (
     check_type,
     conditional_criteria,
     find_one,
-    in_transaction,
     information,
     new_id,
     next_timestamp,
@@ -78,6 +79,7 @@ async def create(
     body: Any,
     if_none_exist: Sequence[tuple[str, str]] | None = None,
 ) -> Outcome:
+    policy.require(ctx, resource_type, "c")  # before the body is looked at
     resource = prepare_create(services, resource_type, body)
     if if_none_exist:
         conditional_criteria(services, resource_type, if_none_exist)  # a 400 before any I/O
@@ -89,4 +91,4 @@ async def create(
                 return existing_outcome(existing)
         return Outcome(201, await insert_new(tx, resource_type, resource))
 
-    return await in_transaction(services, work)
+    return await guarded(services, ctx, resource_type, "c", None, work)

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 
 from flode.context import RequestContext
 from flode.fhir.errors import not_found, precondition_failed
+from flode.interactions.guard import guarded
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
 from flode.interactions.write import (
     check_type,
     conditional_criteria,
     find_one,
-    in_transaction,
     information,
     next_timestamp,
 )
@@ -64,7 +64,9 @@ async def delete(
     if_match: int | None = None,
 ) -> Outcome:
     check_type(services, resource_type)
-    return await in_transaction(services, lambda tx: delete_in(tx, resource_type, id, if_match))
+    return await guarded(
+        services, ctx, resource_type, "d", id, lambda tx: delete_in(tx, resource_type, id, if_match)
+    )
 
 
 async def conditional_delete_in(
@@ -87,6 +89,11 @@ async def conditional_delete(
 ) -> Outcome:
     check_type(services, resource_type)
     conditional_criteria(services, resource_type, criteria)  # a 400 before any I/O
-    return await in_transaction(
-        services, lambda tx: conditional_delete_in(tx, services, resource_type, criteria)
+    return await guarded(
+        services,
+        ctx,
+        resource_type,
+        "d",
+        None,
+        lambda tx: conditional_delete_in(tx, services, resource_type, criteria),
     )

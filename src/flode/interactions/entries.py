@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from flode.access import policy
 from flode.context import RequestContext
 from flode.fhir import json
 from flode.fhir.dates import parse_instant
@@ -217,4 +218,23 @@ def parse_entry(services: Services, ctx: RequestContext, index: int, raw: Any) -
         entry.if_modified_since = None if since is None else parse_instant(since, "ifModifiedSince")
     else:
         raise bad_request(f"{method} {url} is not an interaction a Bundle entry can hold here")
+    if method in _WRITES:
+        _check_access(ctx, kind, _WRITES[method])
     return entry
+
+
+# The SMART action of each write (GET entries run the read and search interactions, which check
+# their own access).
+_WRITES = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
+
+
+def _check_access(ctx: RequestContext, resource_type: str, action: str) -> None:
+    """A Bundle entry's write needs a scope that reaches every resource of its type: a token
+    confined to a patient or to criteria writes one resource at a time, where each write is
+    checked against them."""
+    policy.require(ctx, resource_type, action)
+    if not policy.unrestricted(ctx, resource_type, action):
+        raise policy.forbidden(
+            f"Writing {resource_type} in a Bundle needs a scope that reaches every "
+            f"{resource_type}; with this token, write it on its own"
+        )

@@ -8,6 +8,7 @@ from flode.context import RequestContext
 from flode.fhir.bundle import bundle, history_entry
 from flode.fhir.dates import parse_instant, parse_range
 from flode.fhir.errors import not_found
+from flode.interactions.guard import check_history, check_read
 from flode.interactions.outcome import Outcome
 from flode.interactions.paging import Page
 from flode.interactions.services import Services
@@ -24,6 +25,10 @@ async def history(
 ) -> Outcome:
     if resource_type is not None:
         check_type(services, resource_type)
+    if id is not None and resource_type is not None:
+        await check_read(services, ctx, resource_type, id)
+    else:
+        check_history(ctx, resource_type, services.definitions.resource_types)
     pk = None
     if id is not None and resource_type is not None:
         pk = await services.store.pk_of(resource_type, id)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from flode.context import RequestContext
 from flode.fhir.errors import Issue, bad_request
 from flode.fhir.search_query import Include
+from flode.interactions.search_access import readable
 from flode.interactions.services import Services
 from flode.store.records import LinkQuery, Version
 
@@ -60,10 +62,13 @@ def _applies(include: Include, version: Version) -> bool:
 
 
 async def included(
-    services: Services, includes: Sequence[Include], matches: Sequence[Version]
+    services: Services,
+    ctx: RequestContext,
+    includes: Sequence[Include],
+    matches: Sequence[Version],
 ) -> tuple[list[Version], list[Issue]]:
-    """The resources to add to a page with search mode `include`, and a warning if there were
-    more than `services.max_included`."""
+    """The resources to add to a page with search mode `include` — only those the request may
+    read — and a warning if there were more than `services.max_included`."""
     for include in includes:
         _check(services, include)
     if not includes or not matches:
@@ -77,9 +82,11 @@ async def included(
         for include in steps:
             starts = [(v.resource_type, v.id) for v in frontier if _applies(include, v)]
             budget = services.max_included - len(found) - len(fresh)
-            for version in await services.store.linked(_step(include, budget + 1), starts):
+            linked = await services.store.linked(_step(include, budget + 1), starts)
+            allowed = await readable(services, ctx, [(v.resource_type, v.id) for v in linked])
+            for version in linked:
                 key = (version.resource_type, version.id)
-                if key not in seen:
+                if key not in seen and key in allowed:
                     seen.add(key)
                     fresh.append(version)
             if len(found) + len(fresh) > services.max_included:

@@ -13,11 +13,12 @@ from flode.context import RequestContext
 from flode.fhir import json
 from flode.fhir.errors import bad_request, not_found
 from flode.fhir.jsonpatch import apply_patch
+from flode.interactions.guard import guarded
 from flode.interactions.outcome import Outcome
 from flode.interactions.read import gone
 from flode.interactions.services import Services
 from flode.interactions.update import write_version
-from flode.interactions.write import check_body, check_type, in_transaction
+from flode.interactions.write import check_body, check_type
 from flode.store.repository import Transaction
 
 
@@ -58,6 +59,11 @@ async def patch(
     if_match: int | None = None,
 ) -> Outcome:
     check_type(services, resource_type)
-    return await in_transaction(
-        services, lambda tx: patch_in(tx, services, resource_type, id, operations, if_match)
+    return await guarded(
+        services,
+        ctx,
+        resource_type,
+        "u",
+        id,
+        lambda tx: patch_in(tx, services, resource_type, id, operations, if_match),
     )

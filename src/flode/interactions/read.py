@@ -9,6 +9,7 @@ from flode.context import RequestContext
 from flode.fhir import json
 from flode.fhir.errors import FhirError, Issue, bad_request, not_found
 from flode.fhir.subsetting import elements, summary
+from flode.interactions.guard import check_read
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
 from flode.interactions.write import check_type
@@ -25,6 +26,7 @@ def gone(version: Version) -> FhirError:
 
 async def read(services: Services, ctx: RequestContext, resource_type: str, id: str) -> Outcome:
     check_type(services, resource_type)
+    await check_read(services, ctx, resource_type, id)
     version = await services.store.read(resource_type, id)
     if version is None:
         raise not_found(f"{resource_type}/{id} is not known")
@@ -37,6 +39,7 @@ async def vread(
     services: Services, ctx: RequestContext, resource_type: str, id: str, version_id: str
 ) -> Outcome:
     check_type(services, resource_type)
+    await check_read(services, ctx, resource_type, id)
     if not version_id.isdigit() or len(version_id) > 9:
         raise not_found(f"{resource_type}/{id} has no version '{version_id}'")
     version = await services.store.vread(resource_type, id, int(version_id))

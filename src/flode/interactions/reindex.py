@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flode.access.policy import require_admin
 from flode.context import RequestContext
 from flode.fhir.dates import format_instant
 from flode.fhir.errors import bad_request, not_found
@@ -68,6 +69,7 @@ def _types(services: Services, resource_type: str | None, body: Any) -> list[str
 async def start(
     services: Services, ctx: RequestContext, resource_type: str | None, body: Any
 ) -> Outcome:
+    require_admin(ctx, "$reindex")
     job = await services.reindexer.start(_types(services, resource_type, body))
     return Outcome(202, body=_parameters(job), headers=_headers(ctx, job))
 
@@ -80,6 +82,7 @@ def _job_id(raw: str) -> uuid.UUID:
 
 
 async def status(services: Services, ctx: RequestContext, id: str) -> Outcome:
+    require_admin(ctx, "$reindex")
     job = await services.reindexer.status(_job_id(id))
     if job is None:
         raise not_found(f"There is no $reindex job '{id}'")
@@ -87,6 +90,7 @@ async def status(services: Services, ctx: RequestContext, id: str) -> Outcome:
 
 
 async def cancel(services: Services, ctx: RequestContext, id: str) -> Outcome:
+    require_admin(ctx, "$reindex")
     job = await services.reindexer.cancel(_job_id(id))
     if job is None:
         raise not_found(f"There is no $reindex job '{id}'")

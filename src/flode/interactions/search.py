@@ -16,16 +16,18 @@ from functools import lru_cache
 
 from flode.context import RequestContext
 from flode.fhir.bundle import bundle
-from flode.fhir.errors import Issue, bad_request, error, operation_outcome
+from flode.fhir.errors import Issue, bad_request, operation_outcome
 from flode.fhir.search_parameters import SearchParameters
 from flode.fhir.search_query import RESULT, Criterion, Has, SearchQuery, criterion_name, parse
 from flode.interactions.included import included
 from flode.interactions.outcome import Outcome
 from flode.interactions.paging import PAGING, Page
-from flode.interactions.search_entries import entries_of
+from flode.interactions.search_access import chained, restriction, searchable_types
+from flode.interactions.search_entries import contained_entries, entries_of
 from flode.interactions.services import Services
 from flode.interactions.write import check_type
 from flode.store.records import Scope, Version
+from flode.store.search import Access, containers_of
 from flode.store.sort import order_by
 from flode.store.sql import Args
 
@@ -44,15 +46,17 @@ async def search(
     compartment allows; `compartment` is (type, id) for `Patient/{id}/…`."""
     page = Page.parse(params, services.default_page_size, services.max_page_size)
     query = parse(params)
-    if query.contained in ("true", "both"):
-        raise error(
-            400,
-            "not-supported",
-            "_contained=true|both is not supported: contained resources are searched as part of "
-            "their container only",
-        )
-    types = _types(services, resource_type, query, compartment)
-    scope, unknown = _scope(services, types, query)
+    contained = _contained(params, query, resource_type, compartment)
+    if contained is None:
+        types = searchable_types(services, ctx, _types(services, resource_type, query, compartment))
+        scope, unknown = _scope(services, types, query, chained(services, ctx))
+    else:
+        assert resource_type is not None
+        types, scope, unknown = _containers(services, ctx, resource_type, query)
+        if contained == "contained":
+            return await _contained_resources(
+                services, ctx, resource_type, params, query, page, strict, scope, unknown
+            )
     if unknown and strict:
         raise bad_request(
             f"Unknown or unsupported search parameter(s): {', '.join(unknown)}", *unknown
@@ -60,6 +64,8 @@ async def search(
     args = scope.args
     # The snapshot keeps pages that are not read from a stored result set stable.
     where = [scope.where, f"r.last_updated <= {args.add(page.snapshot)}"]
+    if (allowed := restriction(services, ctx, types, args)) is not None:
+        where.append(allowed)
     if compartment is not None:
         where.append(
             "EXISTS (SELECT 1 FROM resource_compartment c WHERE c.resource_pk = r.pk "
@@ -81,7 +87,7 @@ async def search(
         total = None if query.total == "none" else size
     else:
         matches, has_next, results, total = await _run(services, scope, page, count, query)
-    extra, issues = await included(services, query.includes, matches)
+    extra, issues = await included(services, ctx, query.includes, matches)
     entries = entries_of(services, ctx, query, matches, extra)
     issues += [
         Issue("warning", "not-supported", f"Search parameter '{k}' was ignored") for k in unknown
@@ -100,27 +106,136 @@ async def search(
     return Outcome(200, body=bundle("searchset", entries, links, total))
 
 
+CONTAINED_TYPES = ("container", "contained")
+
+
+def _contained(
+    params: Sequence[tuple[str, str]],
+    query: SearchQuery,
+    resource_type: str | None,
+    compartment: tuple[str, str] | None,
+) -> str | None:
+    """What a search with `_contained` (search.html#contained) returns: None for top-level
+    resources only (`_contained=false`, the default), else `container` or `contained`. 400 for
+    what it cannot be combined with."""
+    kinds = [v for k, v in params if k == "_containedType"]
+    for kind in kinds:
+        if kind not in CONTAINED_TYPES:
+            raise bad_request("_containedType must be container or contained", "_containedType")
+    if kinds and query.contained != "true":
+        raise bad_request("_containedType applies to _contained=true only", "_containedType")
+    if query.contained not in ("true", "both"):
+        return None
+    if resource_type is None or compartment is not None:
+        raise bad_request(
+            "_contained=true|both searches one type: GET [base]/{type}?_contained=…", "_contained"
+        )
+    for criterion in query.criteria:
+        if isinstance(criterion, Has) or criterion.chain:
+            name = criterion_name(criterion)
+            raise bad_request(
+                f"'{name}' cannot be combined with _contained={query.contained}", name
+            )
+    if query.sort:
+        raise bad_request(
+            f"_sort cannot be combined with _contained={query.contained}", "_sort", "_contained"
+        )
+    kind = kinds[-1] if kinds else "container"
+    if kind == "contained" and query.includes:
+        raise bad_request(
+            "_include and _revinclude cannot be combined with _containedType=contained",
+            "_containedType",
+        )
+    return kind
+
+
+def _containers(
+    services: Services, ctx: RequestContext, resource_type: str, query: SearchQuery
+) -> tuple[list[str] | None, Scope, list[str]]:
+    """The types, compiled criteria and ignored parameters of a `_contained=true|both` search
+    of `resource_type`: resources of any type that contain a match (and, for `both`, the
+    top-level matches). The token must be allowed to search `resource_type`, and only the
+    containers it may search are found."""
+    check_type(services, resource_type)
+    searchable_types(services, ctx, [resource_type])
+    types = searchable_types(services, ctx, None)
+    args = Args()
+    compiled = services.search.compile_contained(resource_type, query, args)
+    where = containers_of(compiled.where)
+    if query.contained == "both":
+        top = services.search.compile(resource_type, query, args, chained(services, ctx))
+        where = f"(r.resource_type = {args.add(resource_type)} AND {top.where}) OR {where}"
+    return types, Scope(types, where, args), compiled.unknown
+
+
+async def _contained_resources(
+    services: Services,
+    ctx: RequestContext,
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    query: SearchQuery,
+    page: Page,
+    strict: bool,
+    scope: Scope,
+    unknown: list[str],
+) -> Outcome:
+    """`_contained=true&_containedType=contained`: the matching contained resources
+    themselves, a page of them at a time (by offset, at the first page's snapshot)."""
+    if unknown and strict:
+        raise bad_request(
+            f"Unknown or unsupported search parameter(s): {', '.join(unknown)}", *unknown
+        )
+    args = Args(*scope.args.values)
+    inner = services.search.compile_contained(resource_type, query, args)
+    where = [scope.where, f"r.last_updated <= {args.add(page.snapshot)}"]
+    if (allowed := restriction(services, ctx, scope.types, args)) is not None:
+        where.append(allowed)
+    scope = replace(scope, where=" AND ".join(f"({w})" for w in where), args=args)
+    count = 0 if query.summary == "count" else page.count
+    found, size = await services.store.search_contained(scope, inner.where, page.offset, count)
+    entries = contained_entries(services, ctx, query, found[:count])
+    if unknown:
+        issues = [
+            Issue("warning", "not-supported", f"Search parameter '{k}' was ignored")
+            for k in unknown
+        ]
+        entries.append({"resource": operation_outcome(issues), "search": {"mode": "outcome"}})
+    kept = [(k, v) for k, v in params if k not in PAGING and (k in RESULT or k not in unknown)]
+    links = page.links(f"{ctx.base_url}/{resource_type}", kept, len(found) > count)
+    total = None if query.total == "none" and query.summary != "count" else size
+    return Outcome(200, body=bundle("searchset", entries, links, total))
+
+
 async def _run(
     services: Services, scope: Scope, page: Page, count: int, query: SearchQuery
 ) -> tuple[list[Version], bool, uuid.UUID | None, int | None]:
     """A page of a search run now: the matches, whether more follow, the result set stored for
     the pages that follow, and the total."""
+    wants_total = query.total != "none" or query.summary == "count"
+    results = services.store.results
+    if count and page.offset == 0:
+        # One query finds the matches' keys in order: the first page is read by key, and a
+        # longer result is stored for the pages that follow (and counted by its length).
+        keys = await results.keys(scope, services.max_result_set + 1)
+        matches = await results.versions(keys[:count])
+        if len(keys) <= count:
+            return matches, False, None, len(keys) if wants_total else None
+        if len(keys) <= services.max_result_set:
+            stored = await results.save(keys)
+            return matches, True, stored, len(keys) if wants_total else None
+        return matches, True, None, await _total(services, scope, query) if wants_total else None
     versions = await services.store.search(scope, page.offset, count)
     has_next = len(versions) > count
     matches = versions[:count]
-    wants_total = query.total != "none" or query.summary == "count"
     if not has_next and (matches or not page.offset):
         return matches, False, None, page.offset + len(matches) if wants_total else None
-    if count and page.offset == 0:
-        keys = await services.store.results.keys(scope, services.max_result_set + 1)
-        if len(keys) <= services.max_result_set:
-            results = await services.store.results.save(keys)
-            return matches, has_next, results, len(keys) if wants_total else None
-    if not wants_total:
-        return matches, has_next, None, None
+    return matches, has_next, None, await _total(services, scope, query) if wants_total else None
+
+
+async def _total(services: Services, scope: Scope, query: SearchQuery) -> int:
     if query.total == "estimate":
-        return matches, has_next, None, await services.store.estimate(scope)
-    return matches, has_next, None, await services.store.count(scope)
+        return await services.store.estimate(scope)
+    return await services.store.count(scope)
 
 
 def _types(
@@ -157,7 +272,7 @@ def _types(
 
 
 def _scope(
-    services: Services, types: list[str] | None, query: SearchQuery
+    services: Services, types: list[str] | None, query: SearchQuery, access: Access | None
 ) -> tuple[Scope, list[str]]:
     """The compiled criteria and the parameters ignored. A parameter unknown to one of the types
     searched is ignored for all of them; across all types only the parameters every resource
@@ -167,18 +282,18 @@ def _scope(
     if types is None:
         unknown = [criterion_name(c) for c in query.criteria if not _is_common(c, common)]
     else:
-        unknown = [u for t in types for u in compiler.compile(t, query).unknown]
+        unknown = [u for t in types for u in compiler.compile(t, query, None, access).unknown]
     unknown = list(dict.fromkeys(unknown))
     query = replace(
         query, criteria=tuple(c for c in query.criteria if criterion_name(c) not in unknown)
     )
     if types is None or len(types) == 1 or all(_is_common(c, common) for c in query.criteria):
         # Resource-level parameters mean the same on every type: one compilation serves all.
-        compiled = compiler.compile(types[0] if types else min(common.types), query)
+        compiled = compiler.compile(types[0] if types else min(common.types), query, None, access)
         return Scope(types, compiled.where, compiled.args), unknown + compiled.unknown
     args = Args()
     parts = [
-        f"(r.resource_type = {args.add(t)} AND {compiler.compile(t, query, args).where})"
+        f"(r.resource_type = {args.add(t)} AND {compiler.compile(t, query, args, access).where})"
         for t in types
     ]
     return Scope(types, " OR ".join(parts), args), unknown

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from flode.auth.tokens import Tokens
+from flode.bulk.jobs import Exporter
+from flode.events.service import Events
 from flode.fhir.definitions import Definitions
 from flode.fhir.validation import Validator
 from flode.store.custom_parameters import CustomParameters
@@ -20,9 +23,13 @@ class Services:
     search: SearchCompiler
     parameters: CustomParameters
     reindexer: Reindexer
+    tokens: Tokens
+    exporter: Exporter
     default_page_size: int = 20
     max_page_size: int = 1000
     max_included: int = 1000
     """How many resources `_include` and `_revinclude` add to one page at most."""
     max_result_set: int = 10_000
     """A search with more matches than this pages by offset: its pages are not stored."""
+    events: Events = field(default_factory=Events)
+    """Subscriptions and the change feed (flode.events)."""

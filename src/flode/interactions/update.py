@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flode.access import policy
 from flode.context import RequestContext
 from flode.fhir.errors import bad_request, precondition_failed
+from flode.interactions.guard import guarded
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
 from flode.interactions.write import (
@@ -20,7 +22,6 @@ from flode.interactions.write import (
     check_type,
     conditional_criteria,
     find_one,
-    in_transaction,
     new_id,
     next_timestamp,
     stamp,
@@ -99,9 +100,15 @@ async def update(
     body: Any,
     if_match: int | None = None,
 ) -> Outcome:
+    policy.require(ctx, resource_type, "u")  # before the body is looked at
     resource = prepare_update(services, resource_type, id, body)
-    return await in_transaction(
-        services, lambda tx: update_in(tx, resource_type, id, resource, if_match)
+    return await guarded(
+        services,
+        ctx,
+        resource_type,
+        "u",
+        id,
+        lambda tx: update_in(tx, resource_type, id, resource, if_match),
     )
 
 
@@ -167,6 +174,7 @@ async def conditional_update(
     body: Any,
     if_match: int | None = None,
 ) -> Outcome:
+    policy.require(ctx, resource_type, "u")  # before the body is looked at
     resource = prepare_conditional_update(services, resource_type, criteria, body)
 
     async def work(tx: Transaction) -> Outcome:
@@ -175,4 +183,4 @@ async def conditional_update(
             tx, target.current, resource_type, target.id, resource, target.method, if_match
         )
 
-    return await in_transaction(services, work)
+    return await guarded(services, ctx, resource_type, "u", None, work)

@@ -14,6 +14,7 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from flode.events import outbox
 from flode.store.indexer import DELETE_STATEMENT, Indexer, insert_statement
 from flode.store.records import Current, HistoryQuery, LinkQuery, Scope, Version
 from flode.store.result_sets import ResultSets
@@ -134,6 +135,20 @@ class Store:
         rows: int = orjson.loads(plan)[0]["Plan"]["Plan Rows"]
         return rows
 
+    async def admitted(
+        self, resource_type: str, ids: Sequence[str], where: str, args: Args
+    ) -> set[str]:
+        """Which of `ids` (current, not deleted) satisfy `where`, a predicate over `resource r`
+        whose values are in `args`."""
+        args = Args(*args.values)
+        rows = await self.pool.fetch(
+            f"""SELECT r.id FROM resource r
+                WHERE r.resource_type = {args.add(resource_type)}
+                AND r.id = ANY({args.add(list(ids))}::text[]) AND NOT r.deleted AND ({where})""",
+            *args.values,
+        )
+        return {row["id"] for row in rows}
+
     async def linked(self, link: LinkQuery, found: Sequence[tuple[str, str]]) -> list[Version]:
         """The current resources that `found` refer to through a reference parameter
         (`_include`), or that refer to `found` (`_revinclude`, `link.reverse`)."""
@@ -166,6 +181,33 @@ class Store:
             *args.values,
         )
         return [version_of(row) for row in rows]
+
+    async def search_contained(
+        self, scope: Scope, contained: str, offset: int, count: int
+    ) -> tuple[list[tuple[Version, str]], int]:
+        """The contained resources matching `contained` (a predicate over `resource_contained r`)
+        inside the current versions matching the scope (over `resource r`), as (container
+        version, contained id), newest container first and by id within one; fetches
+        `count + 1`. Also how many there are in all."""
+        args = Args(*scope.args.values)
+        # The container's key under another name: inside the lateral subquery `r` is the
+        # contained resource.
+        source = f"""resource r CROSS JOIN LATERAL (SELECT r.pk AS container_pk) o
+            JOIN LATERAL (SELECT r.id FROM resource_contained r
+                WHERE r.container_pk = o.container_pk AND ({contained})) k ON true"""
+        where = scope_clause(scope, args)
+        total = await self.pool.fetchval(
+            f"SELECT count(*) FROM {source} WHERE {where}", *args.values
+        )
+        rows = await self.pool.fetch(
+            f"""SELECT {VERSION_COLUMNS}, k.id AS contained_id FROM {source}
+                JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version
+                WHERE {where}
+                ORDER BY r.last_updated DESC, r.pk, k.id
+                OFFSET {args.add(offset)} LIMIT {args.add(count + 1)}""",
+            *args.values,
+        )
+        return [(version_of(row), row["contained_id"]) for row in rows], int(total)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -218,6 +260,18 @@ class Transaction:
     def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy, indexer: Indexer) -> None:
         self.conn = conn
         self.indexer = indexer
+
+    async def admits(self, resource_type: str, id: str, where: str, args: Args) -> bool:
+        """Whether the resource, as this transaction sees it, satisfies `where` (over
+        `resource r`, values in `args`)."""
+        args = Args(*args.values)
+        found: bool = await self.conn.fetchval(
+            f"""SELECT EXISTS (SELECT 1 FROM resource r
+                WHERE r.resource_type = {args.add(resource_type)} AND r.id = {args.add(id)}
+                AND NOT r.deleted AND ({where}))""",
+            *args.values,
+        )
+        return found
 
     async def lock_key(self, key: str) -> None:
         """Serialise transactions that share `key` (e.g. the criteria of a conditional create)."""
@@ -276,6 +330,7 @@ class Transaction:
             return False
         await self._version(pk, resource_type, 1, last_updated, method, content)
         await self._index(pk, resource_type, resource, replace=False)
+        await outbox.append(self.conn, pk, resource_type, id, 1, "create", last_updated)
         return True
 
     async def update(
@@ -298,7 +353,15 @@ class Transaction:
         await self._version(
             current.pk, current.resource_type, version, last_updated, method, content
         )
+        # The change's outbox event, with the patients its index rows name: a deletion's
+        # before they are removed, a new version's once written.
+        event = (current.pk, current.resource_type, current.id, version)
+        action = outbox.action_of(not current.deleted, content is None)
+        if content is None:
+            await outbox.append(self.conn, *event, action, last_updated)
         await self._index(current.pk, current.resource_type, resource, replace=True)
+        if content is not None:
+            await outbox.append(self.conn, *event, action, last_updated)
         return version
 
     async def _version(

@@ -1,0 +1,325 @@
+"""Delivering one subscription's notifications (R4 Subscriptions Backport IG, "Channels" and
+"Errors"): the handshake that activates it, its events in order at most `max-count` to a
+Bundle, heartbeats when nothing else was sent, retries with exponential backoff, the `error`
+status after repeated failures and the way back to `active` once a delivery succeeds.
+
+A node delivers to a subscription while it holds the subscription's lease (renewed with every
+step), so several API nodes never deliver the same subscription at once; `delivered` moves
+only after the endpoint acknowledged, so a crash between the two sends the same events, with
+the same event numbers, again (at least once).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+
+from flode.events.channels import Attempt, RestHook, WebSockets
+from flode.events.endpoints import EndpointPolicy
+from flode.events.notifications import Notified, notification_bundle
+from flode.events.service import context_of
+from flode.events.settings import Settings
+from flode.events.subscription import Spec, read_subscription
+from flode.events.topics import Topics
+from flode.fhir import json
+from flode.fhir.errors import Issue
+from flode.interactions.services import Services
+from flode.interactions.write import next_timestamp, stamp
+from flode.store.repository import Transaction
+
+log = structlog.get_logger(__name__)
+
+KEEP_ATTEMPTS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    row: asyncpg.Record
+    spec: Spec | None
+    problem: str | None
+    base_url: str
+
+    @property
+    def id(self) -> str:
+        id: str = self.row["id"]
+        return id
+
+
+_CLAIM = """
+    WITH claimed AS (
+        UPDATE subscription SET lease_owner = $2,
+            lease_until = now() + $3 * interval '1 second'
+        WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < now())
+        RETURNING *)
+    SELECT c.*, r.version AS resource_version, r.deleted, v.content, now() AS now FROM claimed c
+    LEFT JOIN resource r ON r.resource_type = 'Subscription' AND r.id = c.id
+    LEFT JOIN resource_version v ON v.resource_pk = r.pk AND v.version = r.version"""
+
+
+class Deliverer:
+    def __init__(
+        self,
+        services: Services,
+        topics: Topics,
+        endpoints: EndpointPolicy,
+        settings: Settings,
+        node: str,
+        websockets: WebSockets,
+    ) -> None:
+        self.services = services
+        self.pool = services.store.pool
+        self.topics = topics
+        self.endpoints = endpoints
+        self.settings = settings
+        self.node = node
+        self.rest_hook = RestHook(endpoints)
+        self.websockets = websockets
+        self._specs: dict[tuple[str, int], tuple[Spec | None, list[Issue]]] = {}
+
+    async def close(self) -> None:
+        await self.rest_hook.close()
+
+    async def _claim(self, id: str) -> State | None:
+        row = await self.pool.fetchrow(_CLAIM, id, self.node, self.settings.lease_seconds)
+        if row is None:
+            return None
+        problem = None
+        spec = None
+        if row["content"] is None or row["deleted"]:
+            problem = "deleted"
+        elif row["resource_version"] != row["version"]:
+            problem = (
+                "the Subscription was changed without the subscriptions API (e.g. in a "
+                "Bundle); write it again with PUT Subscription/{id}"
+            )
+        else:
+            key = (row["id"], row["version"])
+            if key not in self._specs:
+                if len(self._specs) > 10_000:
+                    self._specs.clear()
+                self._specs[key] = read_subscription(
+                    json.loads(row["content"]), self.topics, self.services.search, self.endpoints
+                )
+            spec, issues = self._specs[key]
+            if spec is None:
+                problem = "; ".join(i.diagnostics for i in issues)
+        base_url = context_of(orjson.loads(row["owner"])).base_url
+        return State(row, spec, problem, base_url)
+
+    async def release(self, id: str) -> None:
+        await self.pool.execute(
+            """UPDATE subscription SET lease_owner = NULL, lease_until = NULL
+               WHERE id = $1 AND lease_owner = $2""",
+            id,
+            self.node,
+        )
+
+    async def step(self, id: str) -> bool:
+        """Do the next thing the subscription needs; False when there is nothing (now)."""
+        state = await self._claim(id)
+        if state is None:
+            return False
+        row, spec = state.row, state.spec
+        if row["status"] == "off":
+            return False
+        if state.problem == "deleted":
+            await self.pool.execute("UPDATE subscription SET status = 'off' WHERE id = $1", id)
+            return False
+        if spec is None:
+            await self.pool.execute(
+                """UPDATE subscription SET status = 'error', error = $2,
+                   next_attempt = now() + $3 * interval '1 second' WHERE id = $1""",
+                id,
+                state.problem,
+                self.settings.retry_max_seconds,
+            )
+            return False
+        now: datetime = row["now"]
+        if spec.end is not None and spec.end <= now:
+            await self._set_status(state, "off", None)
+            return False
+        if row["next_attempt"] > now:
+            return False
+        if spec.channel == "websocket" and not self.websockets.has(id):
+            return False
+        if row["status"] == "requested" or (
+            row["status"] == "error" and row["delivered"] >= row["events"]
+        ):
+            return await self._send(state, "handshake", [])
+        if row["delivered"] < row["events"]:
+            events = await self._events(state, spec)
+            return await self._send(state, "event-notification", events)
+        heartbeat = row["heartbeat"]
+        if heartbeat is not None and row["status"] == "active":
+            last = row["last_sent"] or row["created"]
+            if last + timedelta(seconds=heartbeat) <= now:
+                return await self._send(state, "heartbeat", [])
+        return False
+
+    async def _events(self, state: State, spec: Spec) -> list[Notified]:
+        rows = await self.pool.fetch(
+            """SELECT e.number, e.resource_type, e.resource_id, e.version, e.action, e.occurred,
+                      CASE WHEN $4 THEN v.content END AS content, v.method
+               FROM subscription_event e
+               LEFT JOIN resource r ON r.resource_type = e.resource_type AND r.id = e.resource_id
+               LEFT JOIN resource_version v ON v.resource_pk = r.pk AND v.version = e.version
+               WHERE e.subscription_id = $1 AND e.number > $2
+               ORDER BY e.number LIMIT $3""",
+            state.id,
+            state.row["delivered"],
+            spec.max_count,
+            spec.content == "full-resource",
+        )
+        return [
+            Notified(
+                r["number"],
+                r["resource_type"],
+                r["resource_id"],
+                r["version"],
+                r["action"],
+                r["occurred"],
+                r["content"],
+                r["method"],
+            )
+            for r in rows
+        ]
+
+    async def _send(self, state: State, kind: str, events: list[Notified]) -> bool:
+        spec = state.spec
+        assert spec is not None
+        row = state.row
+        status = "active" if kind in ("event-notification", "heartbeat") else row["status"]
+        bundle = notification_bundle(
+            state.base_url,
+            state.id,
+            spec.topic.url,
+            status,
+            kind,
+            row["events"],
+            events,
+            spec.content,
+        )
+        body = json.dumps(bundle)
+        if spec.channel == "websocket":
+            attempt = await self.websockets.send(state.id, body)
+        else:
+            attempt = await self.rest_hook.send(spec, body)
+        if attempt.ok:
+            await self._succeeded(state, kind, events, attempt)
+        else:
+            await self._record(state, kind, events, attempt)
+            await self._failed(state, attempt)
+        return attempt.ok
+
+    async def _record(
+        self, state: State, kind: str, events: list[Notified], attempt: Attempt
+    ) -> None:
+        await self.pool.execute(
+            """INSERT INTO subscription_attempt (subscription_id, kind, first_number,
+               last_number, http_status, latency_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            state.id,
+            kind,
+            events[0].number if events else None,
+            events[-1].number if events else None,
+            attempt.http_status,
+            attempt.latency_ms,
+            attempt.error,
+        )
+        await self._prune(state)
+
+    async def _prune(self, state: State) -> None:
+        """Now and then, keep only the latest attempts of the subscription."""
+        if random.random() < 0.02:
+            await self.pool.execute(
+                """DELETE FROM subscription_attempt WHERE subscription_id = $1 AND id <
+                   (SELECT min(id) FROM (SELECT id FROM subscription_attempt
+                    WHERE subscription_id = $1 ORDER BY id DESC LIMIT $2) AS kept)""",
+                state.id,
+                KEEP_ATTEMPTS,
+            )
+
+    async def _succeeded(
+        self, state: State, kind: str, events: list[Notified], attempt: Attempt
+    ) -> None:
+        """Record the attempt and move `delivered` on, in one statement."""
+        delivered = events[-1].number if events else state.row["delivered"]
+        await self.pool.execute(
+            """WITH attempt AS (
+                   INSERT INTO subscription_attempt (subscription_id, kind, first_number,
+                   last_number, http_status, latency_ms) VALUES ($1, $4, $5, $6, $7, $8))
+               UPDATE subscription SET delivered = greatest(delivered, $2), failures = 0,
+               last_sent = now(), next_attempt = now() WHERE id = $1 AND lease_owner = $3""",
+            state.id,
+            delivered,
+            self.node,
+            kind,
+            events[0].number if events else None,
+            events[-1].number if events else None,
+            attempt.http_status,
+            attempt.latency_ms,
+        )
+        await self._prune(state)
+        if state.row["status"] != "active":
+            await self._set_status(state, "active", None)
+
+    async def _failed(self, state: State, attempt: Attempt) -> None:
+        failures = state.row["failures"] + 1
+        delay = min(
+            self.settings.retry_max_seconds,
+            self.settings.retry_base_seconds * 2 ** (failures - 1),
+        )
+        delay *= random.uniform(0.8, 1.0)  # jitter: receivers that come back are not stormed
+        await self.pool.execute(
+            """UPDATE subscription SET failures = $2,
+               next_attempt = now() + $3 * interval '1 second' WHERE id = $1""",
+            state.id,
+            failures,
+            delay,
+        )
+        log.info(
+            "subscription delivery failed",
+            subscription=state.id,
+            failures=failures,
+            retry_in=round(delay, 2),
+            error=attempt.error,
+        )
+        handshake = state.row["status"] == "requested"
+        if state.row["status"] != "error" and (handshake or failures >= self.settings.error_after):
+            await self._set_status(state, "error", attempt.error)
+
+    async def _set_status(self, state: State, status: str, error: str | None) -> None:
+        """Write the status into the Subscription resource (a new version, as the IG has the
+        server do) and into its row, in one transaction; nothing if a client changed it since."""
+        id, expected = state.id, state.row["version"]
+
+        async def work(tx: Transaction) -> None:
+            current = await tx.current("Subscription", id)
+            if current is None or current.deleted or current.version != expected:
+                return
+            assert current.content is not None
+            resource: dict[str, Any] = json.loads(current.content)
+            resource["status"] = status
+            resource.pop("error", None)
+            if error is not None:
+                resource["error"] = error[:1000]
+            last_updated = next_timestamp(current)
+            content = stamp(resource, id, current.version + 1, last_updated)
+            version = await tx.update(current, last_updated, "PUT", content, resource)
+            await tx.conn.execute(
+                """UPDATE subscription SET version = $2, status = $3, error = $4
+                   WHERE id = $1 AND version = $5""",
+                id,
+                version,
+                status,
+                error,
+                expected,
+            )
+
+        await self.services.store.retrying(work)
+        log.info("subscription status", subscription=id, status=status, error=error)

@@ -1,0 +1,16 @@
+"""How the dispatcher paces itself (from flode.config.Config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    poll_seconds: float = 1.0
+    batch: int = 500
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
+    error_after: int = 3
+    """Consecutive failed deliveries before the subscription's status becomes `error`."""
+    lease_seconds: float = 60.0

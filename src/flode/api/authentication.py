@@ -35,9 +35,7 @@ def _unauthorized(description: str | None) -> FhirError:
     return FhirError(401, [Issue("error", "login", text)], {"WWW-Authenticate": challenge})
 
 
-def authenticate(
-    request: Request, config: Config, tokens: Tokens, base_url: str
-) -> dict[str, Any]:
+def authenticate(request: Request, config: Config, tokens: Tokens, base_url: str) -> dict[str, Any]:
     """The RequestContext fields of the request's token; 401 without a valid one."""
     if config.insecure_dev:
         return {"trusted": True}

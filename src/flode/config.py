@@ -113,8 +113,10 @@ class Config:
         default_factory=lambda: _env_int("FLODE_SUBSCRIPTION_ERROR_AFTER", 3)
     )
     """Failed deliveries in a row before a subscription's status becomes `error`."""
-    events_dispatch: bool = True
-    """Run the events dispatcher in this process."""
+    events_dispatch: bool = field(
+        default_factory=lambda: _env_flag("FLODE_EVENTS_DISPATCH") is not False
+    )
+    """Run the events dispatcher in this process (off: other nodes deliver)."""
     events_poll_seconds: float = 1.0
     nats_url: str | None = field(default_factory=lambda: os.environ.get("FLODE_NATS_URL") or None)
     """NATS server with JetStream to publish every event to (unset: no bridge)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any, cast
@@ -28,7 +29,7 @@ from flode.events.notifications import notification_bundle, status_parameters
 from flode.events.service import Events
 from flode.events.subscription import Spec
 from flode.fhir.dates import format_instant
-from flode.fhir.errors import bad_request, not_found
+from flode.fhir.errors import Issue, bad_request, not_found
 from flode.interactions.create import existing_outcome, find_existing, insert_new, prepare_create
 from flode.interactions.guard import check_read, guarded
 from flode.interactions.outcome import Outcome
@@ -60,11 +61,31 @@ def _limit(request: Request) -> int:
     return limit
 
 
-def _checked(services: Services, ctx: RequestContext, resource: dict[str, Any]) -> Spec:
+CLASSIC = Issue(
+    "warning",
+    "not-supported",
+    "This Subscription's criteria is an R4 search, not the canonical URL of a SubscriptionTopic: "
+    "it is stored as written, but Flöde notifies only topic-based Subscriptions (the R4 "
+    "Subscriptions Backport IG; the topics are listed in the CapabilityStatement)",
+    ("Subscription.criteria",),
+)
+
+
+def _classic(resource: dict[str, Any]) -> bool:
+    """A Subscription of the core R4 kind: its criteria a search (`Observation?code=…`), not
+    a topic's canonical URL. Stored as written (any valid R4 resource is), never served."""
+    criteria = resource.get("criteria")
+    return isinstance(criteria, str) and not criteria.startswith(("http://", "https://", "urn:"))
+
+
+def _checked(services: Services, ctx: RequestContext, resource: dict[str, Any]) -> Spec | None:
     """The Subscription as this server will serve it: 422 if it cannot be, 403 if the writer
     may read none of the topic's resources (every event would be withheld from them). The
     status a client writes is a request: anything but `off` becomes `requested`, and the
-    server moves it on (handshake → `active`, or `error`)."""
+    server moves it on (handshake → `active`, or `error`). None for a core R4 Subscription,
+    which is stored unchanged and not served."""
+    if _classic(resource):
+        return None
     spec = services.events.check(resource, services.search)
     for resource_type in sorted(spec.topic.resource_types):
         if policy.allows(ctx, resource_type, "r"):
@@ -104,6 +125,8 @@ async def create_subscription(request: Request) -> Response:
             if existing is not None:
                 return existing_outcome(existing)
         version = await insert_new(tx, SUBSCRIPTION, resource)
+        if spec is None:
+            return Outcome(201, version, issues=[CLASSIC])
         await services.events.adopt(tx.conn, ctx, version.id, version.version, spec)
         return Outcome(201, version)
 
@@ -117,7 +140,7 @@ async def change_subscription(request: Request) -> Response:
     id = request.path_params["id"]
     policy.require(ctx, SUBSCRIPTION, "u")
     if_match = version_from_etag(request.headers.get("if-match"), "If-Match")
-    found: list[Spec] = []
+    found: list[Spec | None] = []
 
     def checked(resource: dict[str, Any]) -> dict[str, Any]:
         found.append(_checked(services, ctx, resource))
@@ -140,7 +163,10 @@ async def change_subscription(request: Request) -> Response:
             outcome = await patch_in(tx, services, SUBSCRIPTION, id, operations, if_match, checked)
         version = outcome.version
         assert version is not None
-        await services.events.adopt(tx.conn, ctx, id, version.version, found[-1])
+        spec = found[-1]
+        if spec is None:  # no longer served: the dispatcher finds it unusable and stops
+            return replace(outcome, issues=[CLASSIC])
+        await services.events.adopt(tx.conn, ctx, id, version.version, spec)
         return outcome
 
     return await _written(

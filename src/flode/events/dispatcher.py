@@ -44,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 NATS_LOCK = 0x464C4F44454E54  # "FLODENT"
 MAX_DELIVERIES = 32
+CLOSE_SECONDS = 10.0
 
 
 def node_name() -> str:
@@ -78,6 +79,7 @@ class Dispatcher:
         self._listener: asyncpg.pool.PoolConnectionProxy | None = None
         self._matched_to: int | None = None
         self._dirty = False
+        self._closed = False
 
     # -- life cycle
 
@@ -99,10 +101,16 @@ class Dispatcher:
 
     async def close(self) -> None:
         """Stop at once: what was not acknowledged is delivered again after a restart."""
+        if self._closed:
+            return
+        self._closed = True
         tasks = self._tasks + list(self._serving.values())
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
+            if pending:
+                log.warning("events tasks did not stop in time", tasks=len(pending))
         self._tasks = []
         self._serving.clear()
         if self._listener is not None:
@@ -110,6 +118,7 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await listener.remove_listener("flode_outbox", self._notified)
                 await listener.remove_listener("flode_subscription", self._notified)
+                await listener.execute("UNLISTEN *")  # the pool's reset does not
             await self.pool.release(listener)
         await self.deliverer.close()
         if self.publisher is not None:
@@ -150,7 +159,7 @@ class Dispatcher:
                 log.exception("events pipeline failed; retrying")
 
     async def run_once(self) -> bool:
-        """One round of sequencing, matching and publishing; True if there may be more."""
+        """One round of sequencing, matching and publishing; True if there is more to do."""
         async with self.pool.acquire() as conn:
             # One transaction: the events numbered are matched before it commits.
             async with conn.transaction():
@@ -159,7 +168,8 @@ class Dispatcher:
             for id in notify:  # no need to wait for the notification to come back
                 self._start(id)
             published = await self._publish(conn) if self.publisher is not None else 0
-        return bool(sequenced or matched or published)
+        # Another round at once only if a step had more than one batch to do.
+        return max(sequenced, matched, published) >= self.settings.batch
 
     async def _match(self, conn: Conn) -> tuple[int, list[str]]:
         """Match the next sequenced events; (how many, the subscriptions that got some)."""

@@ -181,7 +181,7 @@ async def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     assert "Cannot connect to the database at postgresql://postgres@127.0.0.1:1/flode" in (
         result.stderr
     )
-    assert "nothing was loaded" in result.stderr
+    assert "Nothing was loaded" in result.stderr
 
 
 def test_refuses_both_a_data_directory_and_a_database_url(tmp_path: Path) -> None:

@@ -4,14 +4,12 @@ progress, in the files and manifest `$export` would serve (docs/bulk-data.md).""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import click
 import orjson
 from rich.console import Console
@@ -32,15 +30,10 @@ from flode.bulk.run import run as run_export
 from flode.fhir.dates import format_instant, parse_instant
 from flode.fhir.definitions import Definitions
 from flode.fhir.errors import FhirError
-from flode.store.embedded import EmbeddedPostgres
-from flode.store.migrate import MigrationError, migrate
+from flode.store import attach
 
 OK, UNAVAILABLE = 0, 2
 MANIFEST = "manifest.json"
-
-
-class Unavailable(Exception):
-    """The database cannot be used; the message says why."""
 
 
 def run(
@@ -67,49 +60,24 @@ def run(
         raise click.UsageError(str(exc)) from None
     if directory.exists() and any(directory.iterdir()):
         raise click.UsageError(f"{directory} is not empty: export into a new or empty folder")
-    url = database_url or (None if data_dir else os.environ.get("FLODE_DATABASE_URL") or None)
-    embedded = None
     try:
-        if url is None:
-            folder = data_dir or Path(os.environ.get("FLODE_DATA_DIR", ".flode"))
-            embedded = EmbeddedPostgres(folder)
-            with err.status(f"Starting (or joining) the embedded PostgreSQL in {folder}…"):
-                url = embedded.start()
-        selection = sel.Selection(
-            level="system",
-            types=tuple(dict.fromkeys(wanted)) if wanted else tuple(sorted(known)),
-            transaction_time=datetime.now(UTC),
-            since=since_at,
-        )
-        files = NdjsonFiles(directory, max_file_bytes)
-        asyncio.run(_export(url, selection, files, err))
-    except Unavailable as exc:
+        with attach.database(data_dir, database_url, err) as url:
+            selection = sel.Selection(
+                level="system",
+                types=tuple(dict.fromkeys(wanted)) if wanted else tuple(sorted(known)),
+                transaction_time=datetime.now(UTC),
+                since=since_at,
+            )
+            files = NdjsonFiles(directory, max_file_bytes)
+            asyncio.run(_export(url, selection, files, err))
+    except attach.Unavailable as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)
         return UNAVAILABLE
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return OK
 
 
-async def _connect(url: str) -> asyncpg.Connection:
-    try:
-        conn = await asyncpg.connect(url, timeout=10, server_settings={"jit": "off"})
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise Unavailable(
-            f"Cannot connect to the database: {exc or type(exc).__name__}. Check "
-            "--database-url (or FLODE_DATABASE_URL) and that PostgreSQL is running."
-        ) from None
-    try:
-        await migrate(conn)
-    except MigrationError as exc:
-        await conn.close()
-        raise Unavailable(f"The database schema cannot be brought up to date: {exc}") from None
-    return conn
-
-
 async def _export(url: str, selection: sel.Selection, files: NdjsonFiles, err: Console) -> None:
-    conn = await _connect(url)
+    conn = await attach.connect(url)
     started = time.monotonic()
     try:
         files.directory.mkdir(parents=True, exist_ok=True)

@@ -176,19 +176,7 @@ class Deliverer:
             spec.max_count,
             spec.content == "full-resource",
         )
-        return [
-            Notified(
-                r["number"],
-                r["resource_type"],
-                r["resource_id"],
-                r["version"],
-                r["action"],
-                r["occurred"],
-                r["content"],
-                r["method"],
-            )
-            for r in rows
-        ]
+        return [Notified.of(r) for r in rows]
 
     async def _send(self, state: State, kind: str, events: list[Notified]) -> bool:
         spec = state.spec

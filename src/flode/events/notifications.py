@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+
 from flode.fhir import json
 from flode.fhir.dates import format_instant
 
@@ -40,6 +42,20 @@ class Notified:
     content: str | None = None
     method: str | None = None
     """How the version was written (POST, PUT, PATCH, DELETE), when known."""
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> Notified:
+        """From a row with these columns."""
+        return cls(
+            row["number"],
+            row["resource_type"],
+            row["resource_id"],
+            row["version"],
+            row["action"],
+            row["occurred"],
+            row["content"],
+            row["method"],
+        )
 
 
 def status_parameters(

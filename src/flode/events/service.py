@@ -162,19 +162,7 @@ class Events:
             limit,
             full,
         )
-        return [
-            Notified(
-                r["number"],
-                r["resource_type"],
-                r["resource_id"],
-                r["version"],
-                r["action"],
-                r["occurred"],
-                r["content"],
-                r["method"],
-            )
-            for r in rows
-        ]
+        return [Notified.of(r) for r in rows]
 
     async def attempts_of(self, pool: asyncpg.Pool, id: str, limit: int) -> list[asyncpg.Record]:
         return list(

@@ -7,9 +7,7 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import click
 from rich.console import Console
 from rich.table import Table
@@ -17,16 +15,10 @@ from rich.table import Table
 from flode.config import Config
 from flode.load import runner, sources
 from flode.load.files import FileResult
-from flode.store.embedded import EmbeddedPostgres
-from flode.store.migrate import MigrationError, migrate
+from flode.store import attach
 
 # Exit codes: every file loaded or skipped; some failed; nothing could be loaded; interrupted.
 OK, FAILED, UNAVAILABLE, INTERRUPTED = 0, 1, 2, 130
-CONNECT_TIMEOUT = 10.0
-
-
-class Unavailable(Exception):
-    """The database cannot be used; the message says why and what to do."""
 
 
 def run(
@@ -44,36 +36,26 @@ def run(
     out = Console()
     if data_dir is not None and database_url is not None:
         raise click.UsageError("give either --data-dir or --database-url, not both")
-    config = Config()
-    url = database_url or (None if data_dir else config.database_url)
-    folder = data_dir or config.data_dir
-    embedded = None
+    folder = attach.data_dir_of(data_dir)
+    external = database_url or (None if data_dir else Config().database_url)
     try:
-        if url is None:
-            embedded = EmbeddedPostgres(folder)
-            with err.status(f"Starting (or joining) the embedded PostgreSQL in {folder}…"):
-                url = _start(embedded)
-            where = f"the embedded PostgreSQL in {folder}"
-        else:
-            where = _safe(url)
-        asyncio.run(_prepare(url))
-        files, missing = sources.find(paths)
-        mode = "fast path (COPY)" if options.fast else "transactions"
-        err.print(
-            f"Loading {len(files)} files into {where} through {mode}, "
-            f"{min(options.workers, max(len(files), 1))} workers.",
-            highlight=False,
-        )
-        outcome = runner.run(url, folder, files, options, err)
-    except Unavailable as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
+        with attach.database(data_dir, database_url, err) as url:
+            where = attach.safe(url) if external else f"the embedded PostgreSQL in {folder}"
+            asyncio.run(_prepare(url))
+            files, missing = sources.find(paths)
+            mode = "fast path (COPY)" if options.fast else "transactions"
+            err.print(
+                f"Loading {len(files)} files into {where} through {mode}, "
+                f"{min(options.workers, max(len(files), 1))} workers.",
+                highlight=False,
+            )
+            outcome = runner.run(url, folder, files, options, err)
+    except attach.Unavailable as exc:
+        err.print(f"[red]{exc} Nothing was loaded.[/red]", highlight=False)
         return UNAVAILABLE
     except KeyboardInterrupt:
         err.print("[red]Interrupted before loading began; nothing was loaded.[/red]")
         return INTERRUPTED
-    finally:
-        if embedded is not None:
-            embedded.stop()
     failed = [
         FileResult(str(m.path), "failed", reason=m.reason, hint="Check the path.") for m in missing
     ]
@@ -87,40 +69,10 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _start(embedded: EmbeddedPostgres) -> str:
-    try:
-        return embedded.start()
-    except Exception as exc:
-        raise Unavailable(
-            f"The embedded PostgreSQL in {embedded.pgdata} could not be started: {exc}"
-        ) from None
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 async def _prepare(url: str) -> None:
     """Check that the database can be reached and bring its schema up to date."""
-    try:
-        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise Unavailable(
-            f"Cannot connect to the database at {_safe(url)}: {exc or type(exc).__name__}. "
-            "Check --database-url (or FLODE_DATABASE_URL) and that PostgreSQL is running; "
-            "nothing was loaded."
-        ) from None
-    try:
-        await migrate(conn)
-    except MigrationError as exc:
-        raise Unavailable(f"The database schema cannot be brought up to date: {exc}") from None
-    finally:
-        await conn.close()
+    conn = await attach.connect(url)
+    await conn.close()
 
 
 def _summary(out: Console, outcome: runner.Outcome, missing: list[FileResult]) -> None:

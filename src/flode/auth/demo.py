@@ -2,7 +2,8 @@
 registered modules to try the flows with (seeded by `make run` on a first start).
 
 The staff, their care units and the care provider come from flode.demo.organizations. Their
-personnummer are made up for the demo (valid check digit), as are the commission HSA-ids.
+personnummer are Skatteverket's published test numbers (never assigned to real people); the
+commission HSA-ids are made up for the demo.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from flode.demo.organizations import PRACTITIONER_ROLES, PRACTITIONERS, PROVIDER
 # Employee HSA-id → (personnummer, commission HSA-id).
 _STAFF_IDS = {
     "SE2321000131-P000000000111": ("197803142384", "SE2321000131-C000000000111"),
-    "SE2321000131-P000000000112": ("198509222389", "SE2321000131-C000000000112"),
-    "SE2321000131-P000000000121": ("197111052390", "SE2321000131-C000000000121"),
-    "SE2321000131-P000000000122": ("198906172393", "SE2321000131-C000000000122"),
-    "SE2321000131-P000000000131": ("196602282391", "SE2321000131-C000000000131"),
-    "SE2321000131-P000000000141": ("197408092380", "SE2321000131-C000000000141"),
+    "SE2321000131-P000000000112": ("197408302391", "SE2321000131-C000000000112"),
+    "SE2321000131-P000000000121": ("197610102399", "SE2321000131-C000000000121"),
+    "SE2321000131-P000000000122": ("197702022380", "SE2321000131-C000000000122"),
+    "SE2321000131-P000000000131": ("197703012380", "SE2321000131-C000000000131"),
+    "SE2321000131-P000000000141": ("197704122386", "SE2321000131-C000000000141"),
 }
 
 

@@ -9,9 +9,8 @@ from flode.bulk.jobs import ExportJob
 from flode.fhir.dates import format_instant
 
 REQUIRES_ACCESS_TOKEN = True
-"""File downloads need no token yet (their URLs hold the job's random id). When they require
-the token of the client that started the export (`flode.bulk.export.authorize_download`), this
-becomes True."""
+"""A file is served only with the token of the client that started the export (or an
+administrator's): see `flode.bulk.export.file`."""
 
 
 def file_url(base_url: str, job: ExportJob, name: str) -> str:

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from flode import logs
 from flode.app import build_app
 from flode.auth.local import issue_local
 from flode.config import Config
 from flode.store.embedded import EmbeddedPostgres
+from serving import serving
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
@@ -48,26 +46,6 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     embedded.stop()
 
 
-def start_server(config: Config, database_url: str) -> tuple[uvicorn.Server, threading.Thread]:
-    app = build_app(config, database_url, access_log=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    return server, thread
-
-
-def bound_port(server: uvicorn.Server) -> int:
-    port: int = server.servers[0].sockets[0].getsockname()[1]
-    return port
-
-
 @pytest.fixture(scope="session")
 def test_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     return replace(
@@ -80,12 +58,10 @@ def test_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 
 @pytest.fixture(scope="session")
 def server(database_url: str, test_config: Config) -> Iterator[Server]:
-    uvicorn_server, thread = start_server(test_config, database_url)
-    root = f"http://127.0.0.1:{bound_port(uvicorn_server)}"
-    token = issue_local(test_config, root, lifetime=24 * 3600)
-    yield Server(f"{root}/fhir", root, database_url, token)
-    uvicorn_server.should_exit = True
-    thread.join(10)
+    with serving(build_app(test_config, database_url, access_log=False)) as port:
+        root = f"http://127.0.0.1:{port}"
+        token = issue_local(test_config, root, lifetime=24 * 3600)
+        yield Server(f"{root}/fhir", root, database_url, token)
 
 
 @pytest.fixture

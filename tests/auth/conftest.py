@@ -5,7 +5,6 @@ registry, and the keys and signed assertions a backend module makes."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +15,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
@@ -25,6 +23,7 @@ from flode.auth import modules
 from flode.auth.local import issue_local
 from flode.auth.modules import Declaration, Module
 from flode.config import Config
+from serving import serving
 
 PrivateKey = ECKey | RSAKey
 
@@ -51,22 +50,6 @@ class AuthServer:
         return {"Authorization": f"Bearer {issue_local(self.config, self.root)}"}
 
 
-def serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
-    """`app` on a free port in a thread of its own: the server, the thread and the port."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    port: int = server.servers[0].sockets[0].getsockname()[1]
-    return server, thread, port
-
-
 @pytest.fixture(scope="session")
 def auth_server(
     database_url: str, test_config: Config, tmp_path_factory: pytest.TempPathFactory
@@ -77,10 +60,8 @@ def auth_server(
         data_dir=tmp_path_factory.mktemp("flode-auth"),
         auth_refresh_seconds=0.5,
     )
-    uvicorn_server, thread, port = serve(build_app(config, database_url, access_log=False))
-    yield AuthServer(f"http://127.0.0.1:{port}", config, database_url)
-    uvicorn_server.should_exit = True
-    thread.join(10)
+    with serving(build_app(config, database_url, access_log=False)) as port:
+        yield AuthServer(f"http://127.0.0.1:{port}", config, database_url)
 
 
 @pytest.fixture

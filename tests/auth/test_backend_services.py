@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from flode.auth import modules
+from serving import serving
 
 from .conftest import (
     AuthServer,
@@ -28,7 +29,6 @@ from .conftest import (
     es384_key,
     public_jwks,
     rs384_key,
-    serve,
     unique,
 )
 
@@ -109,10 +109,8 @@ def jwks_host() -> Iterator[tuple[str, dict[str, Any]]]:
         return JSONResponse(published)
 
     app = Starlette(routes=[Route("/.well-known/jwks.json", jwks)])
-    server, thread, port = serve(app)
-    yield f"http://127.0.0.1:{port}/.well-known/jwks.json", published
-    server.should_exit = True
-    thread.join(10)
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}/.well-known/jwks.json", published
 
 
 async def test_an_rs384_assertion_with_keys_at_a_url_gets_a_token_also_after_a_key_rotation(

@@ -24,8 +24,9 @@ from starlette.routing import Route
 
 from flode.app import build_app
 from flode.config import Config
+from serving import serving
 
-from .conftest import register, serve
+from .conftest import register
 
 REDIRECT = "http://127.0.0.1:9/callback"
 CLIENT_ID, CLIENT_SECRET = "flode-test", "s3cret"
@@ -146,22 +147,19 @@ def oidc(
     database_url: str, test_config: Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Setup]:
     provider = Provider()
-    idp, idp_thread, idp_port = serve(provider_app(provider))
-    provider.issuer = f"http://127.0.0.1:{idp_port}/idp"
-    config = replace(
-        test_config,
-        data_dir=tmp_path_factory.mktemp("flode-oidc"),
-        oidc_issuer=provider.issuer,
-        oidc_client_id=CLIENT_ID,
-        oidc_client_secret=CLIENT_SECRET,
-        oidc_scopes="openid profile",
-        oidc_claims="personnummer=pnr",
-    )
-    flode, flode_thread, port = serve(build_app(config, database_url, access_log=False))
-    yield Setup(provider, f"http://127.0.0.1:{port}")
-    for server, thread in ((flode, flode_thread), (idp, idp_thread)):
-        server.should_exit = True
-        thread.join(10)
+    with serving(provider_app(provider)) as idp_port:
+        provider.issuer = f"http://127.0.0.1:{idp_port}/idp"
+        config = replace(
+            test_config,
+            data_dir=tmp_path_factory.mktemp("flode-oidc"),
+            oidc_issuer=provider.issuer,
+            oidc_client_id=CLIENT_ID,
+            oidc_client_secret=CLIENT_SECRET,
+            oidc_scopes="openid profile",
+            oidc_claims="personnummer=pnr",
+        )
+        with serving(build_app(config, database_url, access_log=False)) as port:
+            yield Setup(provider, f"http://127.0.0.1:{port}")
 
 
 @pytest.fixture

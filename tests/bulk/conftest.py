@@ -4,8 +4,6 @@ temporary directory."""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -16,11 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 
 from flode.app import build_app
 from flode.auth.local import issue_local
 from flode.config import Config
+from serving import serving
 
 from .synthea import Resource, dataset, put_all
 
@@ -86,25 +84,10 @@ def export_config(directory: Path) -> Config:
 @contextmanager
 def running(config: Config, database_url: str) -> Iterator[Served]:
     """A real HTTP server on the database while the block runs."""
-    app = build_app(config, database_url, access_log=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the export test server did not start")
-        time.sleep(0.02)
-    port: int = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    with serving(build_app(config, database_url, access_log=False)) as port:
         root = f"http://127.0.0.1:{port}"
         token = issue_local(config, root, lifetime=24 * 3600)
         yield Served(f"{root}{config.base_path}", token, config)
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @pytest.fixture(scope="package")

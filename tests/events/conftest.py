@@ -18,7 +18,6 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 
 from flode.app import build_app, build_services, open_pool
 from flode.auth.local import issue_local
@@ -26,6 +25,7 @@ from flode.config import Config
 from flode.events.dispatcher import Dispatcher
 from flode.events.settings import Settings
 from flode.interactions.services import Services
+from serving import serving
 
 FAST = Settings(poll_seconds=0.2, retry_base_seconds=0.05, retry_max_seconds=0.4, error_after=3)
 TOPICS = "http://flode.example.org/SubscriptionTopic/"
@@ -45,24 +45,9 @@ class Server:
 @contextmanager
 def running(config: Config, database_url: str) -> Iterator[Server]:
     """A real Flöde HTTP server on a free loopback port, for as long as the block runs."""
-    app = build_app(config, database_url, access_log=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    root = f"http://127.0.0.1:{port}"
-    try:
+    with serving(build_app(config, database_url, access_log=False)) as port:
+        root = f"http://127.0.0.1:{port}"
         yield Server(f"{root}/fhir", root, issue_local(config, root, lifetime=24 * 3600))
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="session")

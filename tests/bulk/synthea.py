@@ -5,13 +5,13 @@ the JSON, so what the tests expect is worked out without Flöde's code."""
 from __future__ import annotations
 
 import asyncio
-import gzip
-import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from e2e.synthea import bundle_resources as resources_of
+from e2e.synthea import dump_json
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "synthea"
 BUNDLES = tuple(sorted(p.name for p in DATA.glob("*.json.gz")))
@@ -19,41 +19,9 @@ BUNDLES = tuple(sorted(p.name for p in DATA.glob("*.json.gz")))
 Resource = dict[str, Any]
 
 
-def read_json(raw: bytes | str) -> Any:
-    """Decimals stay `Decimal`, with the digits they were written with."""
-    return json.loads(raw, parse_float=Decimal)
-
-
-def dump_json(value: Any) -> str:
-    """JSON text with each `Decimal` written exactly as it was read."""
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(k)}:{dump_json(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(dump_json(v) for v in value) + "]"
-    if isinstance(value, Decimal):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _rewrite(value: Any, types: dict[str, str]) -> Any:
-    if isinstance(value, dict):
-        out = {k: _rewrite(v, types) for k, v in value.items()}
-        reference = out.get("reference")
-        if isinstance(reference, str) and reference.startswith("urn:uuid:"):
-            target = reference.removeprefix("urn:uuid:")
-            out["reference"] = f"{types[target]}/{target}"
-        return out
-    if isinstance(value, list):
-        return [_rewrite(v, types) for v in value]
-    return value
-
-
 def bundle_resources(name: str) -> list[Resource]:
     """The entries of one transaction Bundle, references made relative (`Type/id`)."""
-    bundle = read_json(gzip.decompress((DATA / name).read_bytes()))
-    entries = bundle["entry"]
-    types = {e["fullUrl"].removeprefix("urn:uuid:"): e["resource"]["resourceType"] for e in entries}
-    return [_rewrite(e["resource"], types) for e in entries]
+    return resources_of(DATA / name)
 
 
 def dataset() -> dict[tuple[str, str], Resource]:

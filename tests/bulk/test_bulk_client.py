@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from e2e.synthea import read_json
+
 from .conftest import Source
 from .expected import every_patient
-from .synthea import read_json
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO / ".node" / "node_modules"

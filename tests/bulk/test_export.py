@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
+from e2e.synthea import dump_json, read_json
 from flode.bulk.jobs import Exporter
 from flode.fhir.definitions import Definitions
 from flode.fhir.search_parameters import SearchParameters
@@ -28,7 +29,7 @@ from .conftest import (
     running,
 )
 from .expected import every_patient
-from .synthea import dump_json, put_all, read_json
+from .synthea import put_all
 
 
 def key(resource: dict[str, Any]) -> tuple[str, str]:

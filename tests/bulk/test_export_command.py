@@ -12,8 +12,9 @@ from typing import Any
 
 import asyncpg
 
+from e2e.synthea import read_json
+
 from .conftest import Source, create_database
-from .synthea import read_json
 
 FLODE = [sys.executable, "-m", "flode"]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from e2e.synthea import read_json
 from flode.bulk.jobs import Exporter, ExportJob, context_of, requested_by
 from flode.bulk.ndjson import NdjsonFiles
 from flode.bulk.run import Cursor, run
@@ -23,7 +24,6 @@ from flode.fhir.search_parameters import SearchParameters
 from flode.store.search import SearchCompiler
 
 from .conftest import client_of, create_database, export_config, running
-from .synthea import read_json
 
 BASICS = 30
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 
 from flode.auth.local import issue_local
 from flode.config import Config
+from serving import free_port, postgres_running, wait_until_serving
 
 FLODE = [sys.executable, "-m", "flode"]
 
@@ -24,39 +23,6 @@ def operator(data_dir: Path, base: str) -> dict[str, str]:
     """The headers of an operator's token for the server on `data_dir` at `base`."""
     root = base.removesuffix("/fhir")
     return {"Authorization": f"Bearer {issue_local(Config(data_dir=data_dir), root)}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_until_serving(base: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"flode serve exited early: {process.communicate()}")
-        try:
-            if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("flode serve did not start in time")
-
-
-def postgres_running(data_dir: Path) -> bool:
-    pid_file = data_dir / "pgdata" / "postmaster.pid"
-    if not pid_file.exists():
-        return False
-    pid = int(pid_file.read_text().split()[0])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +21,11 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
+from serving import free_port
+
 from .conftest import assertion, client_credentials, es384_key, public_jwks
 
 FLODE = [sys.executable, "-m", "flode"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def flode(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -219,3 +219,12 @@ async def test_system_search_takes_list_and_content(
     assert keys(found, "match") == {f"Condition/{p}-cond-1", f"Encounter/{p}-enc-1"}
     content = await get(client, "", {"_tag": ward["tag"], "_content": "astma"})
     assert keys(content, "match") == {f"Condition/{p}-cond-1", f"Condition/{p}-cond-2"}
+
+
+async def test_post_search_with_a_body_that_is_not_utf8_is_refused_with_400(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("Observation/_search", content=b"code=\xff\xfe", headers=FORM)
+    assert response.status_code == 400
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert (await client.get("Observation", params={"_count": 1})).status_code == 200

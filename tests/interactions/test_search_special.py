@@ -10,22 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-
-async def ids(client: httpx.AsyncClient, query: str, **headers: str) -> set[str]:
-    response = await client.get(query, headers=headers)
-    assert response.status_code == 200, response.text
-    return {
-        e["resource"]["id"]
-        for e in response.json().get("entry", [])
-        if e["search"]["mode"] == "match"
-    }
-
-
-async def create(client: httpx.AsyncClient, resource: dict[str, Any]) -> str:
-    response = await client.post(resource["resourceType"], json=resource)
-    assert response.status_code == 201, response.text
-    id: str = response.json()["id"]
-    return id
+from .test_search_by_type import create, ids
 
 
 async def refused(client: httpx.AsyncClient, query: str) -> str:

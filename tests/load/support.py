@@ -4,16 +4,13 @@ PostgreSQL, and the command run as an operator runs it."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import httpx
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SYNTHEA = DATA / "synthea"
@@ -65,36 +62,3 @@ async def fetchval(url: str, query: str, *args: object) -> object:
         return await conn.fetchval(query, *args)
     finally:
         await conn.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_until_serving(base: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"flode serve exited early: {process.communicate()}")
-        try:
-            if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("flode serve did not start in time")
-
-
-def postgres_running(data_dir: Path) -> bool:
-    """Whether the embedded PostgreSQL of a data directory runs."""
-    pid_file = data_dir / "pgdata" / "postmaster.pid"
-    if not pid_file.exists():
-        return False
-    try:
-        os.kill(int(pid_file.read_text().split()[0]), 0)
-    except ProcessLookupError:
-        return False
-    return True

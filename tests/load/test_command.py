@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from serving import free_port, postgres_running, wait_until_serving
+
 from .support import (
     FLODE,
     NDJSON,
@@ -21,9 +23,6 @@ from .support import (
     SYNTHEA,
     fetchval,
     flode_load,
-    free_port,
-    postgres_running,
-    wait_until_serving,
 )
 
 

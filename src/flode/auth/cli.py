@@ -88,6 +88,21 @@ def _jwks(value: str | None) -> tuple[dict[str, Any] | None, str | None]:
     return loaded, None
 
 
+_care_unit = click.option(
+    "--care-unit",
+    default=None,
+    metavar="HSA-ID",
+    help="The care unit (vårdenhet) the module acts for: its own tokens carry it, and what it "
+    "writes is recorded under it. Give it with --care-provider.",
+)
+_care_provider = click.option(
+    "--care-provider",
+    default=None,
+    metavar="HSA-ID",
+    help="The care provider (vårdgivare) of that care unit. Give it with --care-unit.",
+)
+
+
 @click.group()
 def module() -> None:
     """Register and manage modules: the systems (OAuth clients) that connect to Flöde."""
@@ -104,6 +119,8 @@ def module() -> None:
 @click.option("--vendor", default="", help="Who supplies it.")
 @click.option("--contact", default="", help="Whom to call about it.")
 @click.option("--client-id", default=None, help="Its client id [default: made from the name].")
+@_care_unit
+@_care_provider
 @_data_dir
 @_database_url
 def add(
@@ -117,6 +134,8 @@ def add(
     vendor: str,
     contact: str,
     client_id: str | None,
+    care_unit: str | None,
+    care_provider: str | None,
     data_dir: Path | None,
     database_url: str | None,
 ) -> None:
@@ -139,6 +158,8 @@ def add(
             frozenset(split_list(writes)),
             frozenset(split_list(topics)),
         ),
+        care_unit_hsa_id=care_unit,
+        care_provider_hsa_id=care_provider,
     )
 
     async def work(conn: asyncpg.Connection) -> Module | str:
@@ -171,7 +192,10 @@ def list_modules(data_dir: Path | None, database_url: str | None) -> None:
     table.add_column("tokens", justify="right")
     for m in found:
         status = "" if m.enabled else "\n[red]disabled[/red]"
-        who = f"[bold]{m.name}[/bold]" + (f"\n{m.vendor}" if m.vendor else "") + status
+        who = f"[bold]{m.name}[/bold]" + (f"\n{m.vendor}" if m.vendor else "")
+        if m.care_unit_hsa_id:
+            who += f"\nfor {m.care_unit_hsa_id}\n  of {m.care_provider_hsa_id}"
+        who += status
         declared = m.declaration
         declares = "\n".join(
             f"{label}: {' '.join(sorted(values))}"
@@ -210,6 +234,8 @@ def _details(m: Any) -> Table:
         ("status", "enabled" if m.enabled else "disabled"),
         ("vendor", m.vendor or "-"),
         ("contact", m.contact or "-"),
+        ("care unit", m.care_unit_hsa_id or "-"),
+        ("care provider", m.care_provider_hsa_id or "-"),
         ("keys", keys),
         ("scopes", " ".join(m.scopes)),
         ("redirect URIs", " ".join(m.redirect_uris) or "-"),
@@ -239,6 +265,53 @@ def show(client_id: str, data_dir: Path | None, database_url: str | None) -> Non
         err.print(f"[red]No module has client id '{client_id}'.[/red]", highlight=False)
         sys.exit(1)
     out.print(_details(found))
+
+
+@module.command("update")
+@click.argument("client_id")
+@_care_unit
+@_care_provider
+@click.option(
+    "--no-care-unit",
+    "clear",
+    is_flag=True,
+    help="Act for no care unit and care provider any more.",
+)
+@_data_dir
+@_database_url
+def update(
+    client_id: str,
+    care_unit: str | None,
+    care_provider: str | None,
+    clear: bool,
+    data_dir: Path | None,
+    database_url: str | None,
+) -> None:
+    """Change the care unit and care provider a module acts for. Its tokens issued before keep
+    the ones they were issued with until they expire (`flode module disable` and `enable` end
+    them at once)."""
+    from flode.auth import modules
+    from flode.auth.modules import InvalidModule, Module
+
+    if clear and (care_unit or care_provider):
+        raise click.UsageError("give --care-unit and --care-provider, or --no-care-unit")
+    if not clear and not (care_unit or care_provider):
+        raise click.UsageError("nothing to change: give --care-unit and --care-provider")
+
+    async def work(conn: asyncpg.Connection) -> Module | str | None:
+        try:
+            return await modules.set_owner(conn, client_id, care_unit, care_provider)
+        except InvalidModule as exc:
+            return str(exc)
+
+    updated = _with_database(data_dir, database_url, work)
+    if updated is None:
+        err.print(f"[red]No module has client id '{client_id}'.[/red]", highlight=False)
+        sys.exit(1)
+    if isinstance(updated, str):
+        err.print(f"[red]The module was not changed:[/red] {updated}", highlight=False)
+        sys.exit(1)
+    out.print(_details(updated))
 
 
 def _set_enabled(client_id: str, on: bool, data_dir: Path | None, database_url: str | None) -> None:
@@ -356,6 +429,11 @@ def issue(
 
     if client_id is not None and user is not None:
         raise click.UsageError("give --client or --user, not both")
+    if client_id is not None and (care_unit or care_provider):
+        raise click.UsageError(
+            "--care-unit and --care-provider are a clinician's (--user): a module's token "
+            "carries the ones it is registered with (flode module update)"
+        )
     if user is not None and not (care_unit and care_provider):
         raise click.UsageError("a clinician's token needs --care-unit and --care-provider")
     config = replace(Config(), data_dir=data_dir_of(data_dir))
@@ -383,6 +461,9 @@ def issue(
             err.print(f"[red]{client_id} may have none of these scopes.[/red]", highlight=False)
             sys.exit(1)
         subject = client_id
+        # The module's own token: it acts for the care unit and provider it was registered
+        # with (--care-unit and --care-provider are for a clinician's token).
+        context.update(module.owner_claims())
     elif user is not None:
         client_id, subject = OPERATOR, user
         granted = list(requested or ("user/*.cruds",))

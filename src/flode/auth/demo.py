@@ -1,5 +1,6 @@
 """The demo region's side of authorization: its staff as users of the development login, and two
-registered modules to try the flows with (seeded by `make run` on a first start).
+registered modules to try the flows with (seeded by `make run` on a first start); the demo
+laboratory acts for one of the region's care units.
 
 The staff, their care units and the care provider come from flode.demo.organizations. Their
 personnummer are Skatteverket's published test numbers (never assigned to real people); the
@@ -113,6 +114,16 @@ def _journal() -> Module:
     )
 
 
+def lab_unit() -> dict[str, Any]:
+    """The care unit the demo laboratory acts for: the region's laboratory, or its first unit
+    when it has none."""
+    for unit in UNITS.values():
+        kinds = " ".join(str(t.get("text", "")) for t in unit.get("type", []))
+        if "laborator" in f"{unit['name']} {kinds}".lower():
+            return unit
+    return next(iter(UNITS.values()))
+
+
 def _lab(public_jwks: dict[str, Any]) -> Module:
     return Module(
         client_id=LAB,
@@ -130,6 +141,8 @@ def _lab(public_jwks: dict[str, Any]) -> Module:
             writes=frozenset({"Observation", "DiagnosticReport"}),
             topics=frozenset({LAB_TOPIC}),
         ),
+        care_unit_hsa_id=_hsa_id(lab_unit()),
+        care_provider_hsa_id=_hsa_id(PROVIDER),
     )
 
 

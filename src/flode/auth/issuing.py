@@ -71,6 +71,8 @@ def _response(token: str, lifetime: int, scopes: Sequence[str]) -> dict[str, Any
 async def for_backend(
     auth: Authorization, urls: Urls, client: Module, scopes: Sequence[str]
 ) -> dict[str, Any]:
+    """A backend service's own token: it carries the care unit and care provider the module
+    acts for, when it was registered with them."""
     lifetime = auth.config.token_lifetime
     token, _ = auth.tokens.issue(
         issuer=urls.issuer,
@@ -79,6 +81,7 @@ async def for_backend(
         scopes=scopes,
         audience=urls.fhir_base,
         lifetime=lifetime,
+        context=client.owner_claims(),
     )
     await modules.count_token(auth.pool, client.client_id)
     return _response(token, lifetime, scopes)

@@ -1,7 +1,9 @@
 """Modules: the systems that connect to Flöde, each a registered OAuth client (a journal, a lab
 system, a patient portal). A module has its keys (a JWKS, inline or at a URL; none for a
 user-facing app that only uses PKCE), the scopes it may be granted, its redirect URIs, and a
-declaration of what it reads, writes and subscribes to. The table is `auth_client`.
+declaration of what it reads, writes and subscribes to. A module may also act for a care unit
+(vårdenhet) and its care provider (vårdgivare), its *owner*: its own (system) tokens carry their
+HSA-ids, so that what it writes is recorded as made under them. The table is `auth_client`.
 
 `Modules` is the in-memory copy every server keeps (reloaded when the registry changes), so
 that the access layer can ask `declared(client_id)` on every request without a query.
@@ -21,6 +23,8 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+
+from flode.identifiers import InvalidIdentifier, hsa_id
 
 Connection = asyncpg.Connection | PoolConnectionProxy | asyncpg.Pool
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
@@ -59,11 +63,26 @@ class Module:
     last_seen: datetime | None = None
     requests: int = 0
     tokens_issued: int = 0
+    care_unit_hsa_id: str | None = None
+    """The care unit (vårdenhet) the module acts for with its own tokens, if any."""
+    care_provider_hsa_id: str | None = None
+    """The care provider (vårdgivare) of that unit; set together with the unit."""
 
     @property
     def confidential(self) -> bool:
         """It authenticates with a JWT signed by one of its keys (RFC 7523)."""
         return self.jwks is not None or self.jwks_url is not None
+
+    def owner_claims(self) -> dict[str, str]:
+        """The context claims of the module's own (system) tokens: the care unit and care
+        provider it acts for (flode.auth.tokens.CONTEXT_CLAIMS); empty when it has none. A
+        clinician's token through the module carries the clinician's own instead."""
+        if self.care_unit_hsa_id is None or self.care_provider_hsa_id is None:
+            return {}
+        return {
+            "care_unit_hsa_id": self.care_unit_hsa_id,
+            "care_provider_hsa_id": self.care_provider_hsa_id,
+        }
 
 
 class InvalidModule(ValueError):
@@ -90,6 +109,30 @@ def public_jwks(raw: Mapping[str, Any]) -> dict[str, Any]:
                 public[name] = source[name]
         result.append(public)
     return {"keys": result}
+
+
+def owner(care_unit: str | None, care_provider: str | None) -> tuple[str | None, str | None]:
+    """The care unit and care provider HSA-ids a module acts for, checked and normalised: both
+    or neither (an empty value counts as none); InvalidModule otherwise."""
+    unit = care_unit.strip() if care_unit else ""
+    provider = care_provider.strip() if care_provider else ""
+    if not unit and not provider:
+        return None, None
+    if not (unit and provider):
+        given, missing = ("care unit", "care provider") if unit else ("care provider", "care unit")
+        raise InvalidModule(
+            f"a module acts for a care unit and its care provider together: the {given} is "
+            f"given but not the {missing} (give both, --care-unit and --care-provider, or "
+            "neither)"
+        )
+    return _hsa_id("care unit", unit), _hsa_id("care provider", provider)
+
+
+def _hsa_id(what: str, value: str) -> str:
+    try:
+        return hsa_id(value)
+    except InvalidIdentifier as exc:
+        raise InvalidModule(f"the {what}: {exc}") from None
 
 
 def new_client_id(name: str) -> str:
@@ -127,6 +170,8 @@ def _module(row: asyncpg.Record) -> Module:
         last_seen=row["last_seen"],
         requests=row["requests"],
         tokens_issued=row["tokens_issued"],
+        care_unit_hsa_id=row["care_unit_hsa_id"],
+        care_provider_hsa_id=row["care_provider_hsa_id"],
     )
 
 
@@ -149,11 +194,13 @@ async def add(conn: Connection, module: Module) -> Module:
         if not uri.startswith(("https://", "http://")) or "#" in uri:
             raise InvalidModule(f"redirect URI {uri!r} must be an absolute http(s) URL")
     jwks = public_jwks(module.jwks) if module.jwks is not None else None
+    care_unit, care_provider = owner(module.care_unit_hsa_id, module.care_provider_hsa_id)
     try:
         row = await conn.fetchrow(
             """INSERT INTO auth_client (id, name, vendor, contact, jwks, jwks_url, scopes,
-                   redirect_uris, reads, writes, topics, enabled)
-               VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12)
+                   redirect_uris, reads, writes, topics, enabled, care_unit_hsa_id,
+                   care_provider_hsa_id)
+               VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                RETURNING *""",
             module.client_id,
             module.name,
@@ -167,6 +214,8 @@ async def add(conn: Connection, module: Module) -> Module:
             sorted(module.declaration.writes),
             sorted(module.declaration.topics),
             module.enabled,
+            care_unit,
+            care_provider,
         )
     except asyncpg.UniqueViolationError:
         raise InvalidModule(f"a module with client id '{module.client_id}' exists") from None
@@ -210,6 +259,26 @@ async def set_enabled(
             return False
         await bump(conn)
     return True
+
+
+async def set_owner(
+    conn: Connection, client_id: str, care_unit: str | None, care_provider: str | None
+) -> Module | None:
+    """Make the module act for this care unit and care provider (both None: for none); the
+    module as it is now, None when there is none, InvalidModule when the HSA-ids cannot be
+    used. Tokens issued before keep what they carry until they expire."""
+    unit, provider = owner(care_unit, care_provider)
+    row = await conn.fetchrow(
+        """UPDATE auth_client SET care_unit_hsa_id = $2, care_provider_hsa_id = $3
+           WHERE id = $1 RETURNING *""",
+        client_id,
+        unit,
+        provider,
+    )
+    if row is None:
+        return None
+    await bump(conn)
+    return _module(row)
 
 
 async def count_token(conn: Connection, client_id: str) -> None:

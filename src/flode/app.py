@@ -19,6 +19,7 @@ from flode.api.auth_routes import auth_routes
 from flode.api.authentication import InsecureDevHeader
 from flode.api.observability import Metrics, RequestLog, healthz, metrics_endpoint
 from flode.api.routes import fhir_routes
+from flode.audit.seal import Sealer
 from flode.auth.keys import KeyRing
 from flode.auth.server import Authorization
 from flode.auth.tokens import Tokens
@@ -79,6 +80,7 @@ def build_services(pool: asyncpg.Pool, config: Config) -> Services:
             max_file_bytes=config.export_file_max_bytes,
             expiry=timedelta(seconds=config.export_expiry_seconds),
             workers=config.export_workers,
+            protected_identity_units=frozenset(config.protected_identity_units),
         ),
         events=Events(
             allowed_hosts=config.subscription_allowed_hosts,
@@ -93,6 +95,7 @@ def build_services(pool: asyncpg.Pool, config: Config) -> Services:
         ),
         default_page_size=config.default_page_size,
         max_page_size=config.max_page_size,
+        protected_identity_units=frozenset(config.protected_identity_units),
     )
 
 
@@ -128,6 +131,8 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
             await services.reindexer.resume()
             await services.exporter.start()
             await services.events.start(services)
+            sealer = Sealer(pool)  # the access log's hash chain (docs/audit.md)
+            await sealer.start()
             # The authorization server; its revocations decide, per request, which tokens
             # that still verify are no longer good.
             auth = await Authorization.start(services, config)
@@ -138,6 +143,7 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
                 yield
             finally:
                 await auth.close()
+                await sealer.close()
                 await services.events.close()
                 await services.exporter.close()
                 await services.reindexer.close()

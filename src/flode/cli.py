@@ -15,6 +15,7 @@ import uvloop
 from rich.console import Console
 
 from flode import __version__, logs
+from flode.audit import cli as audit_commands
 from flode.auth import cli as auth_commands
 from flode.config import Config
 from flode.store.embedded import AlreadyRunning, DataDirLock, EmbeddedPostgres
@@ -59,6 +60,7 @@ def main() -> None:
 
 for _group in auth_commands.COMMANDS:
     main.add_command(_group)
+main.add_command(audit_commands.audit)
 
 
 @main.command()
@@ -190,6 +192,12 @@ def load(
     default=256 * 1024 * 1024,
     help="Begin a new file of a type past this size [default: 256 MiB].",
 )
+@click.option(
+    "--unmask-protected",
+    is_flag=True,
+    help="Keep the demographics of patients with protected identity (sekretessmarkering), "
+    "e.g. to move the data to another Flöde; masked by default.",
+)
 def export_command(
     directory: Path,
     data_dir: Path | None,
@@ -197,6 +205,7 @@ def export_command(
     types: tuple[str, ...],
     since: str | None,
     max_file_bytes: int,
+    unmask_protected: bool,
 ) -> None:
     """Export every resource (or some types) as FHIR Bulk Data NDJSON files into DIRECTORY."""
     from flode.bulk import cli
@@ -209,6 +218,7 @@ def export_command(
             types=types,
             since=since,
             max_file_bytes=max_file_bytes,
+            unmask_protected=unmask_protected,
         )
     )
 

@@ -45,6 +45,15 @@ class Config:
     insecure_dev: bool = False
     """No authentication at all: every request may do everything. Development only."""
     token_lifetime: int = field(default_factory=lambda: _env_int("FLODE_TOKEN_LIFETIME", 3600))
+    care_relationship_days: int = field(
+        default_factory=lambda: _env_int("FLODE_CARE_RELATIONSHIP_DAYS", 30)
+    )
+    """Days after a finished encounter that its care unit still has a care relationship with
+    the patient (docs/access-control.md, L1)."""
+    emergency_opening_minutes: int = field(
+        default_factory=lambda: _env_int("FLODE_EMERGENCY_OPENING_MINUTES", 60)
+    )
+    """Minutes an emergency opening of blocked data lasts (L9)."""
     """Seconds an access token is valid."""
     # Clinician login at the authorization server (docs/modules.md): an upstream OpenID Connect
     # provider when `oidc_issuer` is set, else the built-in page with the demo staff.
@@ -121,3 +130,19 @@ class Config:
     nats_url: str | None = field(default_factory=lambda: os.environ.get("FLODE_NATS_URL") or None)
     """NATS server with JetStream to publish every event to (unset: no bridge)."""
     nats_stream: str = field(default_factory=lambda: os.environ.get("FLODE_NATS_STREAM", "FLODE"))
+    audit_retention_days: int = field(
+        default_factory=lambda: _env_int("FLODE_AUDIT_RETENTION_DAYS", 5 * 366)
+    )
+    """Days the access log keeps its entries; `flode audit prune` removes older ones
+    (docs/audit.md; at least five years, L4)."""
+    protected_identity_units: tuple[str, ...] = field(
+        default_factory=lambda: tuple(
+            dict.fromkeys(
+                u.strip()
+                for u in os.environ.get("FLODE_PROTECTED_IDENTITY_UNITS", "").split(",")
+                if u.strip()
+            )
+        )
+    )
+    """HSA-ids of the care units that see the demographics of patients with protected identity
+    (sekretessmarkering, docs/protected-identity.md); everyone else sees them masked."""

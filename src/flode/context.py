@@ -35,6 +35,9 @@ class RequestContext:
     """The resource types the module declared it reads (`*`: all); None for no declaration
     (an operator's token)."""
     writes: frozenset[str] | None = None
+    care_relationship_days: int = 30
+    """How long after a finished encounter its care unit still has a care relationship with
+    the patient (L1; setting FLODE_CARE_RELATIONSHIP_DAYS)."""
     trusted: bool = False
     """Flöde itself, or a server in insecure development mode: no scope is checked."""
 

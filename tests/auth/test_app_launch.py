@@ -90,7 +90,26 @@ def patient(auth_server: AuthServer) -> tuple[str, str]:
         headers=auth_server.operator(),
     )
     assert created.status_code == 201, created.text
-    return created.json()["id"], number
+    id = created.json()["id"]
+    # The demo clinician's care unit cares for the patient (the care relationship, L1).
+    encounter = httpx.post(
+        f"{auth_server.base}/Encounter",
+        json={
+            "resourceType": "Encounter",
+            "status": "in-progress",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": f"Patient/{id}"},
+            "serviceProvider": {
+                "identifier": {
+                    "system": "urn:oid:1.2.752.29.4.19",
+                    "value": CLINICIAN.care_unit_hsa_id,
+                }
+            },
+        },
+        headers=auth_server.operator(),
+    )
+    assert encounter.status_code == 201, encounter.text
+    return id, number
 
 
 async def log_in(

@@ -11,11 +11,14 @@ resources its criteria match. A request is allowed what any one of its grants al
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
+from flode.access import pdl
 from flode.access.scopes import Grant, Scopes
 from flode.context import RequestContext
 from flode.fhir.errors import FhirError, Issue
+from flode.fhir.search_parameters import patient_data_types
 from flode.fhir.search_query import parse
 from flode.store.search import SearchCompiler
 from flode.store.sql import Args
@@ -76,9 +79,17 @@ def require_admin(ctx: RequestContext, what: str) -> None:
         raise forbidden(f"{what} needs an administrator's token (scope system/*.cruds)")
 
 
+def bound(ctx: RequestContext, resource_type: str) -> bool:
+    """Whether the Swedish rules on patient data (flode.access.pdl) bind the request for
+    resources of the type: a clinician's, for a type that can hold patient data."""
+    return pdl.applies(ctx) and resource_type in patient_data_types()
+
+
 def unrestricted(ctx: RequestContext, resource_type: str, action: str) -> bool:
     """The request reaches every resource of the type it may act on at all."""
-    return ctx.trusted or scopes_of(ctx).unrestricted(resource_type, action)
+    return ctx.trusted or (
+        scopes_of(ctx).unrestricted(resource_type, action) and not bound(ctx, resource_type)
+    )
 
 
 def _grant_sql(
@@ -113,9 +124,25 @@ def restriction(
     require(ctx, resource_type, action)
     if unrestricted(ctx, resource_type, action):
         return None
+    law = pdl.restriction(ctx, args) if bound(ctx, resource_type) else None
+    if ctx.trusted or scopes_of(ctx).unrestricted(resource_type, action):
+        return law
     ors = [
         sql
         for grant in scopes_of(ctx).for_action(resource_type, action)
         if (sql := _grant_sql(compiler, ctx, resource_type, grant, args)) is not None
     ]
-    return " OR ".join(f"({o})" for o in ors) if ors else "false"
+    granted = " OR ".join(f"({o})" for o in ors) if ors else "false"
+    return granted if law is None else f"({granted}) AND {law}"
+
+
+def scoped(
+    compiler: SearchCompiler,
+    ctx: RequestContext,
+    resource_type: str,
+    action: str,
+    args: Args,
+) -> str | None:
+    """What `restriction` admits by the token's scopes alone, without the Swedish rules: tells
+    a resource the law hides (403) from one the token cannot reach (404)."""
+    return restriction(compiler, replace(ctx, user_hsa_id=None), resource_type, action, args)

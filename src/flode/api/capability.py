@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flode import __version__
+from flode.audit import query as audit_query
 from flode.config import Config
 from flode.events.capability import subscription_capability
 from flode.fhir.dates import format_instant
@@ -47,6 +48,7 @@ _OPERATIONS = (
     ("patient-export", f"{_BULK}/patient-export"),
     ("group-export", f"{_BULK}/group-export"),
     ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"),
+    ("log-extract", "http://flode.example.org/OperationDefinition/Patient-log-extract"),
 )
 
 
@@ -176,6 +178,8 @@ def capability_statement(services: Services, config: Config, root: str) -> dict[
                 **({} if config.insecure_dev else {"security": _security(root)}),
                 "resource": [
                     _resource(services, t, revincludes.get(t, []))
+                    if t != "AuditEvent"
+                    else audit_query.capability()  # the access log (docs/audit.md)
                     for t in sorted(services.definitions.resource_types)
                 ],
                 "interaction": [{"code": code} for code in _SYSTEM_INTERACTIONS],

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from flode.access.protected import Masking
 from flode.api.negotiation import Prefer, pretty, response_type
 from flode.context import RequestContext
 from flode.fhir import json
@@ -57,7 +58,11 @@ def respond(
     if outcome.body is not None:
         body = outcome.body
     elif version is not None:
+        # Every stored resource answered on its own leaves here: a read's, and a write's
+        # representation (flode.access.protected; a Bundle's entries are masked as they are made).
         body = version.content
+        if body is not None:
+            body = _masking(request, ctx).text(body)
     else:
         body = None
     if write:
@@ -70,3 +75,10 @@ def respond(
     if status == 204 and body is not None:
         status = 200
     return fhir_response(request, status, body, headers)
+
+
+def _masking(request: Request, ctx: RequestContext) -> Masking:
+    """What the request sees of patients with protected identity."""
+    config = getattr(request.app.state, "config", None)
+    units = config.protected_identity_units if config is not None else ()
+    return Masking.of(ctx, units)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from flode.api import bulk
+from flode.api import audit_routes, bulk, emergency_routes
 from flode.api.authentication import authenticate
 from flode.api.body import read_body, read_json
 from flode.api.capability import capability_statement
@@ -72,7 +72,12 @@ def context(request: Request, *, public: bool = False) -> RequestContext:
     base_url = (config.public_base_url or _base_url(request, config.base_path)).rstrip("/")
     request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
     who = {} if public else authenticate(request, config, services_of(request).tokens, base_url)
-    return RequestContext(request_id=request_id[:64], base_url=base_url, **who)
+    return RequestContext(
+        request_id=request_id[:64],
+        base_url=base_url,
+        care_relationship_days=config.care_relationship_days,
+        **who,
+    )
 
 
 def _base_url(request: Request, base_path: str) -> str:
@@ -343,7 +348,9 @@ def fhir_routes() -> list[Route]:
         Route("/$reindex", reindex_start, methods=["POST"]),
         Route("/$reindex/{id}", reindex_job, methods=["GET", "DELETE"]),
         *bulk.bulk_routes(),
+        *emergency_routes.emergency_routes(),
         *subscription_routes(),
+        *audit_routes.log_routes(),  # the access log, before the generic type routes
         Route("/{type}", type_level, methods=["GET", "POST", "PUT", "DELETE"]),
         Route("/{type}/_history", type_history, methods=["GET"]),
         Route("/{type}/_search", type_search, methods=["POST"]),

@@ -21,6 +21,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from flode.access import policy
+from flode.access.protected import Masking
 from flode.api.body import read_json
 from flode.api.negotiation import JSON_PATCH, check_content_type, version_from_etag
 from flode.api.responses import respond
@@ -261,7 +262,15 @@ async def subscription_events(request: Request) -> Response:
         allowed = await readable(services, ctx, [(e.resource_type, e.resource_id) for e in events])
         events = [e for e in events if (e.resource_type, e.resource_id) in allowed]
     bundle = notification_bundle(
-        ctx.base_url, id, row["topic"], row["status"], "query-event", row["events"], events, content
+        ctx.base_url,
+        id,
+        row["topic"],
+        row["status"],
+        "query-event",
+        row["events"],
+        events,
+        content,
+        Masking.of(ctx, services.protected_identity_units),
     )
     return respond(request, ctx, Outcome(200, body=bundle))
 

@@ -1,5 +1,7 @@
 """`flode export DIR`: a system-level export straight from the database into a folder, with
-progress, in the files and manifest `$export` would serve (docs/bulk-data.md)."""
+progress, in the files and manifest `$export` would serve (docs/bulk-data.md). Patients with
+protected identity are masked in it unless `--unmask-protected` is given
+(docs/protected-identity.md)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from flode.access.protected import MASK_ALL, UNMASKED, Masking
 from flode.bulk import selection as sel
 from flode.bulk.ndjson import NdjsonFiles
 from flode.bulk.run import Cursor
@@ -44,6 +47,7 @@ def run(
     types: Sequence[str],
     since: str | None,
     max_file_bytes: int,
+    unmask_protected: bool = False,
 ) -> int:
     """Export into `directory`; the exit code."""
     err = Console(stderr=True)
@@ -69,14 +73,17 @@ def run(
                 since=since_at,
             )
             files = NdjsonFiles(directory, max_file_bytes)
-            asyncio.run(_export(url, selection, files, err))
+            masking = UNMASKED if unmask_protected else MASK_ALL
+            asyncio.run(_export(url, selection, files, err, masking))
     except attach.Unavailable as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)
         return UNAVAILABLE
     return OK
 
 
-async def _export(url: str, selection: sel.Selection, files: NdjsonFiles, err: Console) -> None:
+async def _export(
+    url: str, selection: sel.Selection, files: NdjsonFiles, err: Console, masking: Masking
+) -> None:
     conn = await attach.connect(url)
     started = time.monotonic()
     try:
@@ -95,7 +102,7 @@ async def _export(url: str, selection: sel.Selection, files: NdjsonFiles, err: C
             for resource_type in selection.types:
                 total += await sel.count(conn, selection, resource_type)
             progress.update(task, total=total, description="exporting")
-            async for step in run_export(conn, selection, files, Cursor()):
+            async for step in run_export(conn, selection, files, Cursor(), masking=masking):
                 index = min(step.cursor.type_index, len(selection.types) - 1)
                 rate = step.cursor.done / max(time.monotonic() - started, 1e-6)
                 progress.update(

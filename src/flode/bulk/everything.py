@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from flode.access import policy
+from flode.access.protected import Masking
+from flode.access.touched import patients_of
 from flode.bulk import compartment
 from flode.bulk.selection import SUPPORTING, patient_types
 from flode.context import RequestContext
 from flode.fhir.bundle import bundle, search_entry
 from flode.fhir.dates import parse_instant, parse_range
 from flode.fhir.errors import bad_request, not_found
+from flode.interactions import logged
 from flode.interactions.outcome import Outcome
 from flode.interactions.paging import PAGING, Page
 from flode.interactions.read import gone
@@ -108,8 +111,16 @@ async def everything(
             results = await store.results.save(keys)
             found = await store.results.page(results, page.offset, page.count)
             versions = found[0] if found is not None else []
+    touched = await patients_of(pool, versions)
+    touched.setdefault(id, [])
+    await logged.record(services, ctx, logged.accesses(touched, "everything"))
+    masking = Masking.of(ctx, services.protected_identity_units)
     entries = [
-        search_entry(ctx.base_url, v, "include" if v.resource_type in SUPPORTING else "match")
+        search_entry(
+            ctx.base_url,
+            masking.version(v),
+            "include" if v.resource_type in SUPPORTING else "match",
+        )
         for v in versions
     ]
     kept = [(k, v) for k, v in params if k not in PAGING]

@@ -24,6 +24,7 @@ import orjson
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
+from flode.access.protected import Masking
 from flode.bulk.ndjson import NdjsonFiles, OutFile
 from flode.bulk.run import BATCH, Cursor, run
 from flode.bulk.selection import Selection, count
@@ -129,6 +130,7 @@ class Exporter:
         workers: int = 1,
         batch: int = BATCH,
         poll_seconds: float = 2.0,
+        protected_identity_units: frozenset[str] = frozenset(),
     ) -> None:
         self.pool = pool
         self.compiler = compiler
@@ -138,6 +140,8 @@ class Exporter:
         self.workers = max(1, workers)
         self.batch = batch
         self.poll_seconds = poll_seconds
+        self.protected_identity_units = protected_identity_units
+        """The care units whose exports hold patients with protected identity unmasked."""
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
@@ -368,7 +372,9 @@ class Exporter:
             log.info("export running", job=str(id), total=total)
         else:
             log.info("export resumed", job=str(id), done=job.done)
-        steps = run(conn, job.selection, files, job.cursor, self.compiler, self.batch, ctx)
+        # Masked as the one who asked may see them: the kick-off's context, kept with the job.
+        masking = Masking.of(ctx, self.protected_identity_units)
+        steps = run(conn, job.selection, files, job.cursor, self.compiler, self.batch, ctx, masking)
         async for step in steps:
             if not await self._save(conn, id, step.cursor, step.touched):
                 return  # cancelled meanwhile

@@ -14,6 +14,9 @@ from typing import Any
 import orjson
 
 from flode.access import policy
+from flode.access.protected import MASK_ALL, Masking
+from flode.access.touched import accesses, patients_of_keys
+from flode.audit import append
 from flode.bulk import selection as sel
 from flode.bulk.ndjson import NdjsonFiles, OutFile
 from flode.context import RequestContext
@@ -62,9 +65,12 @@ async def run(
     compiler: SearchCompiler | None = None,
     batch: int = BATCH,
     ctx: RequestContext | None = None,
+    masking: Masking = MASK_ALL,
 ) -> AsyncGenerator[Step, None]:
-    """Write the selection from `cursor` on, of what `ctx` may read; yields after every batch
-    made durable. Stopping the iteration between steps loses nothing that a step reported."""
+    """Write the selection from `cursor` on, of what `ctx` may read, patients with protected
+    identity as `masking` says (flode.access.protected: masked unless told otherwise); yields
+    after every batch made durable. Stopping the iteration between steps loses nothing that a
+    step reported."""
     types = selection.types
     limit = min(batch, FIRST_BATCH)
     while cursor.type_index < len(types):
@@ -72,8 +78,12 @@ async def run(
         rows = await sel.batch(conn, selection, resource_type, cursor.after, limit, compiler, ctx)
         touched: list[OutFile] = []
         if rows:
-            lines = [content for _, content in rows]
+            lines = [masking.text(content) for _, content in rows]
             touched = await asyncio.to_thread(files.write, "output", resource_type, lines)
+            if ctx is not None and not ctx.trusted:
+                # The access log (L4): one entry per patient whose data the batch exported.
+                found = await patients_of_keys(conn, [(resource_type, id) for id, _ in rows])
+                await append(conn, ctx, accesses(found, "export"))
         if len(rows) < limit:
             cursor = Cursor(cursor.type_index + 1, "", cursor.done + len(rows))
             limit = min(batch, FIRST_BATCH)

@@ -20,6 +20,7 @@ import asyncpg
 import orjson
 import structlog
 
+from flode.access.protected import Masking
 from flode.events.channels import Attempt, RestHook, WebSockets
 from flode.events.endpoints import EndpointPolicy
 from flode.events.notifications import Notified, notification_bundle
@@ -44,6 +45,9 @@ class State:
     spec: Spec | None
     problem: str | None
     base_url: str
+    masking: Masking
+    """What the subscriber (the Subscription's owner) sees of patients with protected
+    identity: decided from the owner's kept context each time, never from a request's."""
 
     @property
     def id(self) -> str:
@@ -109,8 +113,9 @@ class Deliverer:
             spec, issues = self._specs[key]
             if spec is None:
                 problem = "; ".join(i.diagnostics for i in issues)
-        base_url = context_of(orjson.loads(row["owner"])).base_url
-        return State(row, spec, problem, base_url)
+        owner = context_of(orjson.loads(row["owner"]))
+        masking = Masking.of(owner, self.services.protected_identity_units)
+        return State(row, spec, problem, owner.base_url, masking)
 
     async def release(self, id: str) -> None:
         await self.pool.execute(
@@ -192,6 +197,7 @@ class Deliverer:
             row["events"],
             events,
             spec.content,
+            state.masking,
         )
         body = json.dumps(bundle)
         if spec.channel == "websocket":

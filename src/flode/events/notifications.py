@@ -2,7 +2,8 @@
 (https://hl7.org/fhir/uv/subscriptions-backport/notifications.html): a `history` Bundle whose
 first entry is the SubscriptionStatus — for R4 a `Parameters` resource in the
 backport-subscription-status-r4 profile — followed by the events' resources as the payload
-content asks (`empty`: none; `id-only`: their URLs; `full-resource`: the resources).
+content asks (`empty`: none; `id-only`: their URLs; `full-resource`: the resources, patients
+with protected identity masked as the reader may see them, flode.access.protected).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from flode.access.protected import MASK_ALL, Masking
 from flode.fhir import json
 from flode.fhir.dates import format_instant
 
@@ -109,8 +111,11 @@ def notification_bundle(
     events_since_start: int,
     events: Sequence[Notified] = (),
     content: str = "id-only",
+    masking: Masking = MASK_ALL,
 ) -> dict[str, Any]:
-    """A handshake, heartbeat, event-notification or query-event Bundle."""
+    """A handshake, heartbeat, event-notification or query-event Bundle; `masking` is what its
+    reader (the subscriber, or who asks for `$events`) sees of patients with protected
+    identity."""
     parameters = status_parameters(
         base_url, subscription_id, topic, status, kind, events_since_start, events, content
     )
@@ -132,7 +137,7 @@ def notification_bundle(
             url = f"{event.resource_type}/{event.resource_id}"
             entry: dict[str, Any] = {"fullUrl": f"{base_url}/{url}"}
             if content == "full-resource" and event.content is not None:
-                entry["resource"] = json.loads(event.content)
+                entry["resource"] = json.loads(masking.text(event.content))
             entry["request"] = {
                 "method": method,
                 "url": event.resource_type if method == "POST" else url,

@@ -11,6 +11,7 @@ silently. Membership of the Patient compartment comes from its CompartmentDefini
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import re
@@ -178,6 +179,16 @@ class SearchParameters:
 @cache
 def _bundled() -> SearchParameters:
     return SearchParameters.build(Definitions.load(), _read("search-parameters.json.gz"))
+
+
+@functools.cache
+def patient_data_types() -> frozenset[str]:
+    """The types whose resources can be in a Patient compartment: a Patient, the types its
+    CompartmentDefinition lists with a parameter, and Provenance (Flöde's own Provenance names
+    the patient of its target; flode.store.provenance)."""
+    definition = _read("compartmentdefinition-patient.json.gz")
+    listed = {e["code"] for e in definition["resource"] if e.get("param")}
+    return frozenset({"Patient", "Provenance", *listed})
 
 
 def _read(name: str) -> Any:

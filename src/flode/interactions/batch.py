@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import structlog
 
+from flode.access.protected import Masking
 from flode.context import RequestContext
 from flode.fhir.bundle import bundle, etag
 from flode.fhir.dates import format_instant
@@ -32,10 +33,11 @@ def status_line(status: int) -> str:
 
 
 def response_entry(
-    ctx: RequestContext, entry: Entry, outcome: Outcome, prefer: str
+    ctx: RequestContext, entry: Entry, outcome: Outcome, prefer: str, masking: Masking
 ) -> dict[str, Any]:
     """The entry of a transaction- or batch-response (bundle.html#Bundle.entry.response): the
-    resource as `Prefer: return=…` asks (reads always carry theirs) and the response."""
+    resource as `Prefer: return=…` asks (reads always carry theirs), a patient with protected
+    identity as `masking` lets the request see it, and the response."""
     out: dict[str, Any] = {}
     response: dict[str, Any] = {"status": status_line(outcome.status)}
     version = outcome.version
@@ -45,7 +47,7 @@ def response_entry(
         name = f"{version.resource_type}/{version.id}"
         if version.content is not None:
             out["fullUrl"] = f"{ctx.base_url}/{name}"
-            body = body if body is not None else orjson.Fragment(version.content)
+            body = body if body is not None else orjson.Fragment(masking.text(version.content))
         if write and outcome.status in (200, 201) and not version.deleted:
             response["location"] = f"{name}/_history/{version.version}"
         response["etag"] = etag(version.version)
@@ -81,7 +83,7 @@ async def _entry(
                 outcome = await read_entry(services, ctx, entry)
             else:
                 (outcome,) = await in_transaction(
-                    services, lambda tx: process(tx, services, ctx, [entry], strict=False)
+                    services, lambda tx: process(tx, services, ctx, [entry], strict=False), ctx
                 )
     except FhirError as exc:
         return failure_entry(exc)
@@ -91,7 +93,9 @@ async def _entry(
         return failure_entry(
             FhirError(500, [Issue("fatal", "exception", "An internal error occurred")])
         )
-    return response_entry(ctx, entry, outcome, prefer)
+    return response_entry(
+        ctx, entry, outcome, prefer, Masking.of(ctx, services.protected_identity_units)
+    )
 
 
 async def batch(services: Services, ctx: RequestContext, raws: list[Any], prefer: str) -> Outcome:
@@ -120,6 +124,7 @@ async def submit(
     if kind == "batch":
         return await batch(services, ctx, raws, prefer)
     done = await transaction(services, ctx, raws)
+    masking = Masking.of(ctx, services.protected_identity_units)
     return response_bundle(
-        "transaction-response", [response_entry(ctx, e, o, prefer) for e, o in done]
+        "transaction-response", [response_entry(ctx, e, o, prefer, masking) for e, o in done]
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flode.access import policy
+from flode.access import ownership, policy
 from flode.context import RequestContext
 from flode.interactions.guard import guarded
 from flode.interactions.outcome import Outcome
@@ -67,6 +67,7 @@ async def insert_new(
     """Write a resource under a new server-assigned id (`id`, if the caller chose it already)."""
     id = id or new_id()
     last_updated = next_timestamp(None)
+    ownership.decide(resource, tx.writer, None)
     content = stamp(resource, id, 1, last_updated)
     await tx.insert(resource_type, id, last_updated, "POST", content, resource)
     return Version(resource_type, id, 1, last_updated, "POST", content)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from flode.access import policy
+from flode.access import explain, policy
 from flode.context import RequestContext
 from flode.fhir.errors import not_found
+from flode.interactions import logged
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
 from flode.interactions.write import in_transaction
@@ -17,15 +18,24 @@ from flode.store.sql import Args
 
 
 async def check_read(services: Services, ctx: RequestContext, resource_type: str, id: str) -> None:
-    """403 if the token may read no resource of the type; 404 if not this one."""
+    """403 if the token may read no resource of the type, or the Swedish rules hide this one
+    from the clinician asking (saying which rule); 404 if the token cannot reach it."""
     policy.require(ctx, resource_type, "r")
     if policy.unrestricted(ctx, resource_type, "r"):
         return
     args = Args()
     sql = policy.restriction(services.search, ctx, resource_type, "r", args)
     assert sql is not None
-    if id not in await services.store.admitted(resource_type, [id], sql, args):
-        raise not_found(f"{resource_type}/{id} is not known")
+    if id in await services.store.admitted(resource_type, [id], sql, args):
+        return
+    if policy.bound(ctx, resource_type):
+        args = Args()
+        scoped = policy.scoped(services.search, ctx, resource_type, "r", args)
+        if id in await services.store.admitted(resource_type, [id], scoped or "true", args):
+            denial = await explain.denial(services.store.pool, ctx, resource_type, id)
+            await logged.denied(services, ctx, denial, resource_type, id)
+            raise denial
+    raise not_found(f"{resource_type}/{id} is not known")
 
 
 def check_history(ctx: RequestContext, resource_type: str | None, types: frozenset[str]) -> None:
@@ -75,7 +85,7 @@ async def guarded(
     the written one after it; otherwise nothing is written and the answer is 403."""
     policy.require(ctx, resource_type, action)
     if policy.unrestricted(ctx, resource_type, action):
-        return await in_transaction(services, work)
+        return await in_transaction(services, work, ctx)
     if id is None and action == "d":
         raise policy.forbidden(
             "A conditional delete needs a scope that reaches every resource of the type"
@@ -90,4 +100,4 @@ async def guarded(
             await check_write(tx, services, ctx, resource_type, version.id, action)
         return outcome
 
-    return await in_transaction(services, checked)
+    return await in_transaction(services, checked, ctx)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from flode.access.protected import Masking
+from flode.access.touched import patients_of
 from flode.context import RequestContext
 from flode.fhir.bundle import bundle, history_entry
 from flode.fhir.dates import parse_instant, parse_range
 from flode.fhir.errors import not_found
+from flode.interactions import logged
 from flode.interactions.guard import check_history, check_read
 from flode.interactions.outcome import Outcome
 from flode.interactions.paging import Page
@@ -43,9 +46,12 @@ async def history(
     )
     versions = await services.store.history(query)
     has_next = len(versions) > page.count
+    touched = await patients_of(services.store.pool, versions[: page.count])
+    await logged.record(services, ctx, logged.accesses(touched, "history"))
     path = "/".join(p for p in (resource_type, id) if p)
     url = f"{ctx.base_url}/{path}/_history" if path else f"{ctx.base_url}/_history"
     kept = [(k, v) for k, v in params if k in ("_since", "_at")]
-    entries = [history_entry(ctx.base_url, v) for v in versions[: page.count]]
+    masking = Masking.of(ctx, services.protected_identity_units)
+    entries = [history_entry(ctx.base_url, masking.version(v)) for v in versions[: page.count]]
     total = len(entries) + page.offset if id is not None and not has_next else None
     return Outcome(200, body=bundle("history", entries, page.links(url, kept, has_next), total))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from flode.access.protected import Masking
 from flode.context import RequestContext
 from flode.fhir import json
 from flode.fhir.errors import FhirError, Issue, bad_request, not_found
 from flode.fhir.subsetting import elements, summary
+from flode.interactions import logged
 from flode.interactions.guard import check_read
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
@@ -32,7 +34,8 @@ async def read(services: Services, ctx: RequestContext, resource_type: str, id: 
         raise not_found(f"{resource_type}/{id} is not known")
     if version.deleted:
         raise gone(version)
-    return Outcome(200, version)
+    await logged.read(services, ctx, version, "read")
+    return Outcome(200, masked(services, ctx, version))
 
 
 async def vread(
@@ -49,7 +52,14 @@ async def vread(
         raise not_found(f"{resource_type}/{id} is not known")
     if version.deleted:
         raise gone(version)
-    return Outcome(200, version)
+    await logged.read(services, ctx, version, "vread")
+    return Outcome(200, masked(services, ctx, version))
+
+
+def masked(services: Services, ctx: RequestContext, version: Version) -> Version:
+    """The version as the request may see it: a patient with protected identity masked
+    (flode.access.protected) before `_summary` or `_elements` subset it."""
+    return Masking.of(ctx, services.protected_identity_units).version(version)
 
 
 def subsetted(services: Services, outcome: Outcome, params: Sequence[tuple[str, str]]) -> Outcome:

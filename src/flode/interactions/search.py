@@ -13,12 +13,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from urllib.parse import urlencode
 
+from flode.access import emergency, pdl
+from flode.access.touched import named_patients, patients_of
 from flode.context import RequestContext
 from flode.fhir.bundle import bundle
 from flode.fhir.errors import Issue, bad_request, operation_outcome
 from flode.fhir.search_parameters import SearchParameters
 from flode.fhir.search_query import RESULT, Criterion, Has, SearchQuery, criterion_name, parse
+from flode.interactions import logged
 from flode.interactions.included import included
 from flode.interactions.outcome import Outcome
 from flode.interactions.paging import PAGING, Page
@@ -88,6 +92,13 @@ async def search(
     else:
         matches, has_next, results, total = await _run(services, scope, page, count, query)
     extra, issues = await included(services, ctx, query.includes, matches)
+    touched = await patients_of(services.store.pool, [*matches, *extra])
+    if pdl.applies(ctx):
+        named = named_patients(params, resource_type, compartment) | set(touched)
+        issues += await emergency.notice(services.store.pool, ctx, sorted(named))
+    detail = "/".join(p for p in (*(compartment or ()), resource_type or "") if p)
+    detail += "?" + urlencode(params) if params else ""
+    await logged.record(services, ctx, logged.accesses(touched, "search", detail=detail))
     entries = entries_of(services, ctx, query, matches, extra)
     issues += [
         Issue("warning", "not-supported", f"Search parameter '{k}' was ignored") for k in unknown

@@ -1,11 +1,13 @@
 """The entries of a searchset page: matches, then included resources, whole or subsetted by
-`_summary` and `_elements`."""
+`_summary` and `_elements`; patients with protected identity masked as the request may see
+them (flode.access.protected), before any subsetting."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from flode.access.protected import Masking
 from flode.context import RequestContext
 from flode.fhir import json
 from flode.fhir.bundle import search_entry
@@ -22,7 +24,9 @@ def entries_of(
     matches: Sequence[Version],
     included: Sequence[Version],
 ) -> list[dict[str, Any]]:
-    pairs = [(v, "match") for v in matches] + [(v, "include") for v in included]
+    masking = Masking.of(ctx, services.protected_identity_units)
+    pairs = [(masking.version(v), "match") for v in matches]
+    pairs += [(masking.version(v), "include") for v in included]
     subsetted = query.summary in ("true", "text", "data") or query.elements
     if not subsetted:
         return [search_entry(ctx.base_url, v, mode) for v, mode in pairs]
@@ -46,9 +50,10 @@ def contained_entries(
     """The entries of `_containedType=contained` matches, each given as (container version,
     contained id): the contained resource, `_summary` and `_elements` applied to it, with the
     fullUrl `[base]/{container type}/{container id}#{contained id}` (search.html#contained)."""
+    masking = Masking.of(ctx, services.protected_identity_units)
     out = []
     for version, id in matches:
-        container = json.loads(version.content or "null") or {}
+        container = json.loads(masking.version(version).content or "null") or {}
         resource = next(
             (
                 c

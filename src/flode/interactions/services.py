@@ -33,3 +33,6 @@ class Services:
     """A search with more matches than this pages by offset: its pages are not stored."""
     events: Events = field(default_factory=Events)
     """Subscriptions and the change feed (flode.events)."""
+    protected_identity_units: frozenset[str] = frozenset()
+    """The care units that see patients with protected identity unmasked
+    (flode.access.protected)."""

@@ -271,6 +271,6 @@ async def transaction(
         with about(index, label(index, raw)):
             entries.append(parse_entry(services, ctx, index, raw))
     outcomes = await in_transaction(
-        services, lambda tx: process(tx, services, ctx, entries, strict=True)
+        services, lambda tx: process(tx, services, ctx, entries, strict=True), ctx
     )
     return list(zip(entries, outcomes, strict=True))

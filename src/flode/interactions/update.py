@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flode.access import policy
+from flode.access import ownership, policy
+from flode.access.ownership import Owner
 from flode.context import RequestContext
 from flode.fhir.errors import bad_request, precondition_failed
 from flode.interactions.guard import guarded
@@ -51,6 +52,7 @@ async def write_version(
         if if_match is not None:
             raise precondition_failed(f"If-Match given, but {resource_type}/{id} does not exist")
         last_updated = next_timestamp(None)
+        ownership.decide(resource, tx.writer, None)
         content = stamp(resource, id, 1, last_updated)
         if await tx.insert(resource_type, id, last_updated, method, content, resource):
             return Outcome(201, Version(resource_type, id, 1, last_updated, method, content))
@@ -63,6 +65,7 @@ async def write_version(
             f'W/"{current.version}" of {resource_type}/{id}'
         )
     last_updated = next_timestamp(current)
+    ownership.decide(resource, tx.writer, Owner(current.owner_unit, current.owner_provider))
     content = stamp(resource, id, current.version + 1, last_updated)
     version = await tx.update(current, last_updated, method, content, resource)
     status = 201 if current.deleted else 200

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from flode.audit import AUDIT_EVENT, append_only
+from flode.context import RequestContext
 from flode.fhir import json
 from flode.fhir.dates import format_instant
 from flode.fhir.errors import (
@@ -31,6 +33,8 @@ T = TypeVar("T")
 
 
 def check_type(services: Services, resource_type: str) -> None:
+    if resource_type == AUDIT_EVENT:  # served from the access log alone (docs/audit.md)
+        raise append_only()
     if resource_type not in services.definitions.resource_types:
         raise not_found(f"Resource type '{resource_type}' is not known to this FHIR R4 server")
 
@@ -122,11 +126,21 @@ async def find_one(
     return found[0] if found else None
 
 
-async def in_transaction(services: Services, work: Callable[[Transaction], Awaitable[T]]) -> T:
+async def in_transaction(
+    services: Services,
+    work: Callable[[Transaction], Awaitable[T]],
+    writer: RequestContext | None = None,
+) -> T:
     """Run `work` in one database transaction and return its result once committed; 409 if
-    it kept colliding with concurrent transactions (see `Store.retrying`)."""
+    it kept colliding with concurrent transactions (see `Store.retrying`). The `writer`'s
+    unit owns what it creates, and its writes of patient data get a Provenance (L11)."""
+
+    async def as_writer(tx: Transaction) -> T:
+        tx.writer = writer
+        return await work(tx)
+
     try:
-        return await services.store.retrying(work)
+        return await services.store.retrying(as_writer)
     except Collided as exc:
         raise conflict(
             f"The write conflicted with concurrent writes {exc.attempts} times and was not "

@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from flode.access import ownership
 from flode.fhir.errors import FhirError, precondition_failed
 from flode.fhir.references import conditional, references, rewrite
 from flode.interactions.services import Services
@@ -51,8 +52,11 @@ TEXT_COLUMNS = ("resource_pk", "resource_type", "narrative", "content")
 # Created on each connection of the loader's pool (see `prepare_connection`).
 TEXT_STAGING = "load_search_text"
 
-_INSERT = """INSERT INTO resource (resource_type, id, version, last_updated)
-    SELECT u.resource_type, u.id, 1, $3 FROM unnest($1::text[], $2::text[]) AS u (resource_type, id)
+_INSERT = """INSERT INTO resource
+    (resource_type, id, version, last_updated, owner_unit, owner_provider)
+    SELECT u.resource_type, u.id, 1, $3, u.unit, u.provider
+    FROM unnest($1::text[], $2::text[], $4::text[], $5::text[])
+        AS u (resource_type, id, unit, provider)
     ON CONFLICT (resource_type, id) DO NOTHING
     RETURNING pk, resource_type, id"""
 _TEXT = f"""INSERT INTO {text.TABLE} (resource_pk, resource_type, narrative, content)
@@ -156,11 +160,14 @@ class FastWriter:
 async def _write(tx: Transaction, prepared: list[Prepared], last_updated: datetime) -> None:
     conn = tx.conn
     ordered = sorted(prepared, key=lambda p: p.write.key)
+    owners = [ownership.in_tags(p.write.resource) for p in ordered]
     rows = await conn.fetch(
         _INSERT,
         [p.write.resource_type for p in ordered],
         [p.write.id for p in ordered],
         last_updated,
+        [o.unit for o in owners],
+        [o.provider for o in owners],
     )
     pks = {(row["resource_type"], row["id"]): row["pk"] for row in rows}
     created: list[tuple[int, Prepared]] = []

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from flode.access import facts
 from flode.fhir.definitions import Definitions
 from flode.fhir.search_parameters import SearchParameter, SearchParameters
 from flode.store.params import (
@@ -26,6 +27,7 @@ from flode.store.params import (
     uri,
 )
 from flode.store.params.common import Node
+from flode.store.provenance import PATIENT_EXTENSION
 
 # Parameters stored on `resource` itself rather than in index rows.
 ON_RESOURCE = frozenset({"_id", "_lastUpdated"})
@@ -109,6 +111,8 @@ class Indexer:
     def rows(self, resource: Mapping[str, Any]) -> IndexRows:
         params = self.registry.for_type(resource["resourceType"])
         tables = self._tables(resource, params)
+        for table, rows in facts.rows(resource).items():
+            tables.setdefault(table, []).extend(rows)
         words = (
             self.text.row(resource, narrative="_text" in params) if "_content" in params else None
         )
@@ -119,6 +123,10 @@ class Indexer:
             words,
             self._contained(contained) if contained else (),
         )
+
+    def patients(self, resource: Mapping[str, Any]) -> list[str]:
+        """The ids of the patients whose compartments the resource is in."""
+        return [id for kind, id in self._compartments(resource) if kind == "Patient"]
 
     def _contained(self, contained: Any) -> tuple[ContainedRows, ...]:
         """Each contained resource with a type and an id (the first of a repeated id)."""
@@ -164,7 +172,24 @@ class Indexer:
             for target_type, target_id, *_ in reference.rows(nodes):
                 if target_type == "Patient" and target_id:
                     found[("Patient", target_id)] = None
+        if resource_type == "Provenance":
+            for patient in _provenance_patients(resource):
+                found[("Patient", patient)] = None
         return list(found)
+
+
+def _provenance_patients(resource: Mapping[str, Any]) -> list[str]:
+    """The patients a Provenance Flöde wrote names (flode.store.provenance): its target is
+    their data, so it is in their compartments."""
+    found = []
+    extensions = resource.get("extension")
+    for extension in extensions if isinstance(extensions, list) else []:
+        if isinstance(extension, dict) and extension.get("url") == PATIENT_EXTENSION:
+            value = extension.get("valueReference")
+            ref = value.get("reference") if isinstance(value, dict) else None
+            if isinstance(ref, str) and ref.startswith("Patient/"):
+                found.append(ref.removeprefix("Patient/"))
+    return found
 
 
 def _ctes(parts: list[str]) -> str:

@@ -36,6 +36,9 @@ class Current:
     last_updated: datetime
     deleted: bool
     content: str | None
+    owner_unit: str | None = None
+    """The care unit and care provider (HSA-ids) the resource was first written under."""
+    owner_provider: str | None = None
 
     def as_version(self) -> Version:
         """The current version as a record (a deletion's method is DELETE; the method of any

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -14,7 +15,11 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from flode.access import ownership
+from flode.audit import Access, append
+from flode.context import RequestContext
 from flode.events import outbox
+from flode.store import provenance
 from flode.store.indexer import DELETE_STATEMENT, Indexer, insert_statement
 from flode.store.records import Current, HistoryQuery, LinkQuery, Scope, Version
 from flode.store.result_sets import ResultSets
@@ -239,7 +244,8 @@ class Store:
 # at its newest version, but a joined `resource_version` row would be the stale one and the join
 # would drop the row. The content is read by a second statement, whose snapshot sees the
 # version the lock holder committed.
-_CURRENT = """SELECT pk, resource_type, id, version, last_updated, deleted FROM resource r"""
+_CURRENT = """SELECT pk, resource_type, id, version, last_updated, deleted, owner_unit,
+    owner_provider FROM resource r"""
 
 
 def _current(row: asyncpg.Record, content: str | None) -> Current:
@@ -251,6 +257,8 @@ def _current(row: asyncpg.Record, content: str | None) -> Current:
         row["last_updated"],
         row["deleted"],
         content,
+        row["owner_unit"],
+        row["owner_provider"],
     )
 
 
@@ -260,6 +268,8 @@ class Transaction:
     def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy, indexer: Indexer) -> None:
         self.conn = conn
         self.indexer = indexer
+        self.writer: RequestContext | None = None
+        """Who writes, when a client does: its writes of patient data get a Provenance."""
 
     async def admits(self, resource_type: str, id: str, where: str, args: Args) -> bool:
         """Whether the resource, as this transaction sees it, satisfies `where` (over
@@ -318,20 +328,79 @@ class Transaction:
         content: str,
         resource: dict[str, Any],
     ) -> bool:
-        """Write version 1 of a new resource; False if (type, id) exists already."""
+        """Write version 1 of a new resource; False if (type, id) exists already. The owner is
+        the one its owner tags name (flode.access.ownership decided them)."""
+        owner = ownership.in_tags(resource)
+        patients = await self._insert(resource_type, id, last_updated, method, content, resource)
+        if patients is None:
+            return False
+        await self._provenance(resource_type, id, 1, last_updated, "CREATE", patients, owner)
+        return True
+
+    async def _insert(
+        self,
+        resource_type: str,
+        id: str,
+        last_updated: datetime,
+        method: str,
+        content: str,
+        resource: dict[str, Any],
+    ) -> list[str] | None:
+        """Version 1 of a new resource and the patients whose compartments it is in; None if
+        (type, id) exists already."""
+        owner = ownership.in_tags(resource)
         pk = await self.conn.fetchval(
-            """INSERT INTO resource (resource_type, id, version, last_updated)
-               VALUES ($1, $2, 1, $3) ON CONFLICT (resource_type, id) DO NOTHING RETURNING pk""",
+            """INSERT INTO resource
+               (resource_type, id, version, last_updated, owner_unit, owner_provider)
+               VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (resource_type, id) DO NOTHING
+               RETURNING pk""",
             resource_type,
             id,
             last_updated,
+            owner.unit,
+            owner.provider,
         )
         if pk is None:
-            return False
+            return None
         await self._version(pk, resource_type, 1, last_updated, method, content)
-        await self._index(pk, resource_type, resource, replace=False)
+        patients = await self._index(pk, resource_type, resource, replace=False)
         await outbox.append(self.conn, pk, resource_type, id, 1, "create", last_updated)
-        return True
+        return patients
+
+    async def _provenance(
+        self,
+        resource_type: str,
+        id: str,
+        version: int,
+        last_updated: datetime,
+        activity: str,
+        patients: Sequence[str],
+        owner: ownership.Owner,
+    ) -> None:
+        """The access log entries (L4) and the Provenance (L11) of a write of patient data by a
+        client: who wrote which version, when, under which unit. Written in the write's
+        transaction; the Provenance is owned like its target and in its target's patients'
+        compartments, so it is visible exactly where the target is."""
+        if self.writer is None or self.writer.trusted or not patients:
+            return
+        target = f"{resource_type}/{id}"
+        await append(
+            self.conn,
+            self.writer,
+            [Access(activity.lower(), activity[0], patient, (target,)) for patient in patients],
+        )
+        if resource_type in provenance.NOT_RECORDED or not (
+            self.writer.user_hsa_id or self.writer.care_unit_hsa_id
+        ):
+            return  # an operator's write (no clinician, no care unit) is in the access log alone
+        record = provenance.of_write(
+            self.writer, f"{resource_type}/{id}/_history/{version}", last_updated, activity
+        )
+        record["extension"] = [provenance.patient_extension(p) for p in patients]
+        ownership.apply(record, owner)
+        record_id = str(uuid.uuid4())
+        content = provenance.stamped(record, record_id, last_updated)
+        await self._insert("Provenance", record_id, last_updated, "POST", content, record)
 
     async def update(
         self,
@@ -357,12 +426,29 @@ class Transaction:
         # before they are removed, a new version's once written.
         event = (current.pk, current.resource_type, current.id, version)
         action = outbox.action_of(not current.deleted, content is None)
+        patients: list[str] = []
         if content is None:
             await outbox.append(self.conn, *event, action, last_updated)
-        await self._index(current.pk, current.resource_type, resource, replace=True)
+            if self.writer is not None:
+                patients = await self._patients(current.pk)
+        found = await self._index(current.pk, current.resource_type, resource, replace=True)
         if content is not None:
+            patients = found
             await outbox.append(self.conn, *event, action, last_updated)
+        activity = "DELETE" if content is None else "UPDATE"
+        owner = ownership.Owner(current.owner_unit, current.owner_provider)
+        await self._provenance(
+            current.resource_type, current.id, version, last_updated, activity, patients, owner
+        )
         return version
+
+    async def _patients(self, pk: int) -> list[str]:
+        rows = await self.conn.fetch(
+            "SELECT compartment_id FROM resource_compartment WHERE resource_pk = $1 "
+            "AND compartment_type = 'Patient'",
+            pk,
+        )
+        return [row[0] for row in rows]
 
     async def _version(
         self,
@@ -387,11 +473,15 @@ class Transaction:
 
     async def _index(
         self, pk: int, resource_type: str, resource: dict[str, Any] | None, *, replace: bool
-    ) -> None:
-        """Replace the resource's index rows with those of `resource` (none for a deletion)."""
+    ) -> list[str]:
+        """Replace the resource's index rows with those of `resource` (none for a deletion);
+        the patients whose compartments it is now in."""
         if replace:
             await self.conn.execute(DELETE_STATEMENT, pk)
-        if resource is not None:
-            statement = insert_statement(pk, resource_type, self.indexer.rows(resource))
-            if statement is not None:
-                await self.conn.execute(statement[0], *statement[1])
+        if resource is None:
+            return []
+        rows = self.indexer.rows(resource)
+        statement = insert_statement(pk, resource_type, rows)
+        if statement is not None:
+            await self.conn.execute(statement[0], *statement[1])
+        return [id for kind, id in rows.compartments if kind == "Patient"]

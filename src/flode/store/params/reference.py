@@ -72,6 +72,11 @@ def _reference(value: Any) -> ReferenceRow | None:
     )
 
 
+def row_of(value: Any) -> ReferenceRow | None:
+    """The index row of one Reference value; None if it names nothing."""
+    return _reference(value)
+
+
 def _canonical(value: Any) -> ReferenceRow | None:
     text = _str(value)
     if text is None:

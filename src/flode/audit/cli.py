@@ -1,0 +1,236 @@
+"""`flode audit …`: verify the log's hash chain, review it, extract a patient's log, and prune
+entries past the retention (docs/audit.md). Each works beside a running `flode serve`, on the
+database `--data-dir` or `--database-url` names, and each review or extract is logged with
+the operator as its agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+from rich.console import Console
+
+from flode.context import RequestContext
+
+T = TypeVar("T")
+UNAVAILABLE = 2
+
+err = Console(stderr=True)
+out = Console(soft_wrap=True)
+
+_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The embedded PostgreSQL's data directory, also while `flode serve` runs on it "
+    "[default: ./.flode].",
+)
+_database_url = click.option(
+    "--database-url",
+    default=None,
+    help="The server's PostgreSQL, instead of the embedded one [env: FLODE_DATABASE_URL].",
+)
+_reviewer = click.option(
+    "--reviewer",
+    default=None,
+    envvar="FLODE_REVIEWER_HSA_ID",
+    help="Your HSA-id, recorded as the agent of the review [env: FLODE_REVIEWER_HSA_ID].",
+)
+
+
+def operator(task: str, reviewer: str | None) -> RequestContext:
+    """Whoever runs the command, as the log records them: the operator's client, the login
+    name, and the reviewer's HSA-id when given."""
+    from flode.auth.local import OPERATOR
+
+    return RequestContext(
+        request_id=f"cli:audit-{task}:{uuid.uuid4()}",
+        base_url="",
+        user_hsa_id=reviewer,
+        client_id=OPERATOR,
+        subject=getpass.getuser(),
+        trusted=True,
+    )
+
+
+def with_database(
+    data_dir: Path | None, database_url: str | None, work: Callable[..., Awaitable[T]]
+) -> T:
+    """Run `work(conn)` on a connection to the database (schema up to date); exit 2 when it
+    cannot be reached."""
+    from flode.store import attach
+
+    if data_dir is not None and database_url is not None:
+        raise click.UsageError("give either --data-dir or --database-url, not both")
+
+    async def run(url: str) -> T:
+        conn = await attach.connect(url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        with attach.database(data_dir, database_url, err) as url:
+            return asyncio.run(run(url))
+    except attach.Unavailable as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        sys.exit(UNAVAILABLE)
+
+
+@click.group()
+def audit() -> None:
+    """The access log: verify, review, extract, prune (docs/audit.md)."""
+
+
+@audit.command()
+@click.option("--seal", is_flag=True, help="Seal the entries not sealed yet first.")
+@_data_dir
+@_database_url
+def verify(seal: bool, data_dir: Path | None, database_url: str | None) -> None:
+    """Walk the hash chain from the first retained entry: exit 1 if an entry was changed or
+    removed."""
+    from flode.audit.commands import verify_chain
+
+    sys.exit(with_database(data_dir, database_url, lambda conn: verify_chain(conn, seal, err)))
+
+
+@audit.command()
+@click.option("--patient", default=None, help="Entries about this Patient (id).")
+@click.option("--user", default=None, help="Entries of this user (HSA-id).")
+@click.option("--unit", default=None, help="Entries of this care unit (HSA-id).")
+@click.option("--since", default=None, help="Recorded at or after this date or time.")
+@click.option("--until", default=None, help="Recorded at or before this date or time.")
+@click.option("--flag", "flags", multiple=True, help="With any of these flags (repeat).")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=100, help="At most this many [default: 100]."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="A table, or the AuditEvents as a JSON array [default: table].",
+)
+@_reviewer
+@_data_dir
+@_database_url
+def search(
+    patient: str | None,
+    user: str | None,
+    unit: str | None,
+    since: str | None,
+    until: str | None,
+    flags: tuple[str, ...],
+    limit: int,
+    fmt: str,
+    reviewer: str | None,
+    data_dir: Path | None,
+    database_url: str | None,
+) -> None:
+    """Review the log, newest entries first (logged as a review)."""
+    from flode.audit.commands import search_log
+
+    params = [
+        (name, value)
+        for name, value in (
+            ("patient", patient),
+            ("agent", user),
+            ("care-unit", unit),
+            ("date", None if since is None else f"ge{since}"),
+            ("date", None if until is None else f"le{until}"),
+            ("flag", ",".join(flags) or None),
+        )
+        if value is not None
+    ]
+    ctx = operator("search", reviewer)
+    code = with_database(
+        data_dir, database_url, lambda conn: search_log(conn, ctx, params, limit, fmt, out, err)
+    )
+    sys.exit(code)
+
+
+@audit.command()
+@click.option("--patient", required=True, help="The Patient (id).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "pdf", "json"]),
+    default="html",
+    help="An HTML page, a PDF, or a FHIR Bundle [default: html].",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The file to write.",
+)
+@click.option("--since", default=None, help="Only entries recorded at or after this date.")
+@click.option("--until", default=None, help="Only entries recorded at or before this date.")
+@_reviewer
+@_data_dir
+@_database_url
+def extract(
+    patient: str,
+    fmt: str,
+    output: Path,
+    since: str | None,
+    until: str | None,
+    reviewer: str | None,
+    data_dir: Path | None,
+    database_url: str | None,
+) -> None:
+    """Write a patient's log extract (logguttag): which care units accessed the patient's
+    data, and when (logged as an extract)."""
+    from flode.audit.commands import FAILED, make_extract
+
+    params = [("date", f"ge{since}")] if since else []
+    params += [("date", f"le{until}")] if until else []
+    ctx = operator("extract", reviewer)
+    made = with_database(
+        data_dir, database_url, lambda conn: make_extract(conn, ctx, patient, params, fmt, err)
+    )
+    if made is None:
+        sys.exit(FAILED)
+    content, count = made
+    output.write_bytes(content)
+    err.print(
+        f"The log extract of Patient/{patient} ({count:,} accesses) is in {output}.",
+        highlight=False,
+    )
+
+
+@audit.command()
+@click.option(
+    "--retention-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep this many days [default: FLODE_AUDIT_RETENTION_DAYS, or 5 × 366].",
+)
+@click.option("--force", is_flag=True, help="Allow a retention shorter than five years.")
+@_data_dir
+@_database_url
+def prune(
+    retention_days: int | None, force: bool, data_dir: Path | None, database_url: str | None
+) -> None:
+    """Remove the entries older than the retention (at least five years, DOMAIN.md L4)."""
+    from flode.audit.commands import prune_log
+    from flode.audit.prune import too_short
+    from flode.config import Config
+
+    days = retention_days if retention_days is not None else Config().audit_retention_days
+    if too_short(days) and not force:
+        raise click.UsageError(
+            f"a retention of {days} days is shorter than the five years the law asks for "
+            "(HSLF-FS 2016:40, DOMAIN.md L4); give --force if the legal owner decided so"
+        )
+    ctx = operator("prune", None)
+    sys.exit(with_database(data_dir, database_url, lambda conn: prune_log(conn, ctx, days, err)))

@@ -52,6 +52,9 @@ async def round_trip(client: httpx.AsyncClient, path: Path, raw: bytes) -> str |
     sent = json.loads(raw)
     url = f"{sent['resourceType']}/{sent['id']}"
     put = await client.put(url, content=raw, headers={"Content-Type": "application/fhir+json"})
+    if sent["resourceType"] == "AuditEvent":
+        # The access log is written by Flöde alone (docs/audit.md): every API write is refused.
+        return None if put.status_code == 405 else f"PUT {url} → {put.status_code}, not 405"
     if path.name in KNOWN_INVALID:
         if put.status_code != 422 or KNOWN_INVALID[path.name] not in put.text:
             return f"known invalid, but PUT {url} → {put.status_code}: {put.text[:300]}"

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from flode.auth.local import issue_local
 from flode.config import Config
 
 from .region import Region, observation, region_of
@@ -142,8 +143,6 @@ async def test_a_clinician_token_without_a_care_unit_reads_no_patient_data(
     patient = await region.patient("p")
     doctor = region.clinician("A1")
     token = doctor.headers["Authorization"]
-    from flode.auth.local import issue_local
-
     bare = issue_local(
         region.config,
         region.root_url,
@@ -391,3 +390,28 @@ async def test_an_unknown_emergency_opening_is_refused(region: Region) -> None:
     assert bad.status_code == 400
     missing = await emergency.get("Patient/no-such-patient/$emergency-reveal")
     assert missing.status_code == 404
+
+
+async def test_a_module_backends_write_is_owned_by_its_registered_unit(region: Region) -> None:
+    patient = await region.patient("p")
+    token = issue_local(
+        region.config,
+        region.root_url,
+        ("system/*.cruds",),
+        client_id="lab-under-test",
+        context={
+            "care_unit_hsa_id": region.hsa("A2"),
+            "care_provider_hsa_id": region.hsa("A"),
+        },
+    )
+    async with httpx.AsyncClient(
+        base_url=region.server_base + "/", headers={"Authorization": f"Bearer {token}"}
+    ) as lab:
+        written = await region.post(observation(patient), lab)
+        provenance = await search(lab, "Provenance", target=f"Observation/{written['id']}")
+    units = [t["code"] for t in written["meta"]["tag"] if t["system"] == UNIT_TAG]
+    assert units == [region.hsa("A2")]
+    (record,) = [e["resource"] for e in provenance["entry"]]
+    author = record["agent"][0]
+    assert author["who"]["identifier"]["value"] == "lab-under-test"
+    assert author["onBehalfOf"]["identifier"]["value"] == region.hsa("A2")

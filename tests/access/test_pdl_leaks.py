@@ -14,7 +14,7 @@ from bulk.flow import kick_off, manifest, resources
 from flode.config import Config
 
 from .region import Region, observation, region_of
-from .test_pdl import ids, search
+from .test_pdl import audit_of, ids, search, summary
 
 
 @dataclass
@@ -118,6 +118,8 @@ async def test_everything_leaves_out_blocked_data(blocked: Blocked) -> None:
     found = ids(response.json())
     assert {blocked.own, blocked.patient} <= found
     assert not {blocked.condition, blocked.observation} & found
+    logged = [summary(e)[0] for e in await audit_of(blocked.region, blocked.patient)]
+    assert "everything" in logged
 
 
 async def test_a_clinicians_export_leaves_out_blocked_data(blocked: Blocked) -> None:
@@ -126,3 +128,5 @@ async def test_a_clinicians_export_leaves_out_blocked_data(blocked: Blocked) -> 
     found = {r["id"] for r in await resources(reader, await manifest(reader, status))}
     assert blocked.own in found
     assert not {blocked.condition, blocked.observation} & found
+    logged = [summary(e)[0] for e in await audit_of(blocked.region, blocked.patient)]
+    assert "export" in logged

@@ -6,7 +6,6 @@ the operator as its agent.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import sys
 import uuid
@@ -14,13 +13,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import asyncpg
 import click
 from rich.console import Console
 
 from flode.context import RequestContext
 
 T = TypeVar("T")
-UNAVAILABLE = 2
 
 err = Console(stderr=True)
 out = Console(soft_wrap=True)
@@ -61,28 +60,13 @@ def operator(task: str, reviewer: str | None) -> RequestContext:
 
 
 def with_database(
-    data_dir: Path | None, database_url: str | None, work: Callable[..., Awaitable[T]]
+    data_dir: Path | None,
+    database_url: str | None,
+    work: Callable[[asyncpg.Connection], Awaitable[T]],
 ) -> T:
-    """Run `work(conn)` on a connection to the database (schema up to date); exit 2 when it
-    cannot be reached."""
     from flode.store import attach
 
-    if data_dir is not None and database_url is not None:
-        raise click.UsageError("give either --data-dir or --database-url, not both")
-
-    async def run(url: str) -> T:
-        conn = await attach.connect(url)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    try:
-        with attach.database(data_dir, database_url, err) as url:
-            return asyncio.run(run(url))
-    except attach.Unavailable as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
-        sys.exit(UNAVAILABLE)
+    return attach.with_database(data_dir, database_url, work, err)
 
 
 @click.group()

@@ -7,7 +7,6 @@ change within seconds), the signing keys in the data directory (re-read when the
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -48,22 +47,7 @@ def _with_database(
 ) -> T:
     from flode.store import attach
 
-    if data_dir is not None and database_url is not None:
-        raise click.UsageError("give either --data-dir or --database-url, not both")
-
-    async def run(url: str) -> T:
-        conn = await attach.connect(url)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    try:
-        with attach.database(data_dir, database_url, err) as url:
-            return asyncio.run(run(url))
-    except attach.Unavailable as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
-        sys.exit(2)
+    return attach.with_database(data_dir, database_url, work, err)
 
 
 def _when(moment: datetime | None) -> str:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 
 from flode.access import policy
 from flode.access.protected import Masking
-from flode.access.touched import patients_of
 from flode.bulk import compartment
 from flode.bulk.selection import SUPPORTING, patient_types
 from flode.context import RequestContext
@@ -111,7 +110,7 @@ async def everything(
             results = await store.results.save(keys)
             found = await store.results.page(results, page.offset, page.count)
             versions = found[0] if found is not None else []
-    touched = await patients_of(pool, versions)
+    touched = await logged.touched(services, ctx, versions)
     touched.setdefault(id, [])
     await logged.record(services, ctx, logged.accesses(touched, "everything"))
     masking = Masking.of(ctx, services.protected_identity_units)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from flode.access.protected import Masking
-from flode.access.touched import patients_of
 from flode.context import RequestContext
 from flode.fhir.bundle import bundle, history_entry
 from flode.fhir.dates import parse_instant, parse_range
@@ -46,7 +45,7 @@ async def history(
     )
     versions = await services.store.history(query)
     has_next = len(versions) > page.count
-    touched = await patients_of(services.store.pool, versions[: page.count])
+    touched = await logged.touched(services, ctx, versions[: page.count])
     await logged.record(services, ctx, logged.accesses(touched, "history"))
     path = "/".join(p for p in (resource_type, id) if p)
     url = f"{ctx.base_url}/{path}/_history" if path else f"{ctx.base_url}/_history"

@@ -16,7 +16,7 @@ from functools import lru_cache
 from urllib.parse import urlencode
 
 from flode.access import emergency, pdl
-from flode.access.touched import named_patients, patients_of
+from flode.access.touched import named_patients
 from flode.context import RequestContext
 from flode.fhir.bundle import bundle
 from flode.fhir.errors import Issue, bad_request, operation_outcome
@@ -92,7 +92,7 @@ async def search(
     else:
         matches, has_next, results, total = await _run(services, scope, page, count, query)
     extra, issues = await included(services, ctx, query.includes, matches)
-    touched = await patients_of(services.store.pool, [*matches, *extra])
+    touched = await logged.touched(services, ctx, [*matches, *extra])
     if pdl.applies(ctx):
         named = named_patients(params, resource_type, compartment) | set(touched)
         issues += await emergency.notice(services.store.pool, ctx, sorted(named))

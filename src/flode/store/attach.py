@@ -4,19 +4,26 @@ PostgreSQL named by `--database-url` (or FLODE_DATABASE_URL), else the embedded 
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import click
 from rich.console import Console
 
 from flode.store.embedded import EmbeddedPostgres
 from flode.store.migrate import MigrationError, migrate
 
 CONNECT_TIMEOUT = 10.0
+UNAVAILABLE = 2
+"""The exit code of a command whose database cannot be reached."""
+T = TypeVar("T")
 
 
 class Unavailable(Exception):
@@ -78,3 +85,29 @@ async def connect(url: str) -> asyncpg.Connection:
         await conn.close()
         raise Unavailable(f"The database schema cannot be brought up to date: {exc}") from None
     return conn
+
+
+def with_database(
+    data_dir: Path | None,
+    database_url: str | None,
+    work: Callable[[asyncpg.Connection], Awaitable[T]],
+    console: Console,
+) -> T:
+    """Run `work(conn)` on a connection to the database (schema up to date) and return what
+    it returns; say why on `console` and exit 2 when the database cannot be reached."""
+    if data_dir is not None and database_url is not None:
+        raise click.UsageError("give either --data-dir or --database-url, not both")
+
+    async def run(url: str) -> T:
+        conn = await connect(url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        with database(data_dir, database_url, console) as url:
+            return asyncio.run(run(url))
+    except Unavailable as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        sys.exit(UNAVAILABLE)

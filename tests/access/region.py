@@ -97,10 +97,15 @@ class Region:
         return id
 
     async def consent(
-        self, patient: str, kind: str, organization: str, status: str = "active"
+        self,
+        patient: str,
+        kind: str,
+        organization: str,
+        status: str = "active",
+        period: dict[str, str] | None = None,
     ) -> str:
         """A consent (`permit`: the provider `organization` may read) or a block (`deny`: the
-        data of unit or provider `organization` is blocked)."""
+        data of unit or provider `organization` is blocked), for `period` if given."""
         id = f"consent-{uuid.uuid4().hex[:12]}"
         role = "IRCP" if kind == "permit" else "CST"
         provision: dict[str, Any] = {
@@ -114,6 +119,8 @@ class Region:
         }
         if kind == "permit":
             provision["purpose"] = [{"system": ACT_REASON, "code": "TREAT"}]
+        if period is not None:
+            provision["period"] = period
         await self.put(
             {
                 "resourceType": "Consent",

@@ -12,7 +12,7 @@ import pytest
 from flode.auth.local import issue_local
 from flode.config import Config
 
-from .region import Region, observation, region_of
+from .region import Region, day, observation, region_of
 
 UNIT_TAG = "http://flode.example.org/CodeSystem/care-unit"
 PROVIDER_TAG = "http://flode.example.org/CodeSystem/care-provider"
@@ -228,6 +228,33 @@ async def test_a_block_beats_a_consent(region: Region) -> None:
     await region.consent(patient, "permit", "A")
     await region.consent(patient, "deny", "B")
     response = await region.clinician("A1").get(f"Observation/{theirs['id']}")
+    assert response.status_code == 403
+    assert "blocked" in response.json()["issue"][0]["diagnostics"]
+
+
+async def test_a_consent_counts_only_within_its_provision_period(region: Region) -> None:
+    patient = await region.patient("p")
+    await region.encounter(patient, "A1")
+    await region.encounter(patient, "B1")
+    theirs = await region.post(observation(patient), region.clinician("B1"))
+    reader = region.clinician("A1")
+    await region.consent(patient, "permit", "A", period={"start": day(-30), "end": day(-2)})
+    await region.consent(patient, "permit", "A", period={"start": day(5)})
+    assert (await reader.get(f"Observation/{theirs['id']}")).status_code == 403
+    await region.consent(patient, "permit", "A", period={"start": day(-1), "end": day(10)})
+    assert (await reader.get(f"Observation/{theirs['id']}")).status_code == 200
+
+
+async def test_a_block_counts_only_within_its_provision_period(region: Region) -> None:
+    patient = await region.patient("p")
+    await region.encounter(patient, "A1")
+    await region.encounter(patient, "A2")
+    theirs = await region.post(observation(patient), region.clinician("A2"))
+    reader = region.clinician("A1")
+    await region.consent(patient, "deny", "A2", period={"start": day(-30), "end": day(-2)})
+    assert (await reader.get(f"Observation/{theirs['id']}")).status_code == 200
+    await region.consent(patient, "deny", "A2", period={"end": day(3)})
+    response = await reader.get(f"Observation/{theirs['id']}")
     assert response.status_code == 403
     assert "blocked" in response.json()["issue"][0]["diagnostics"]
 

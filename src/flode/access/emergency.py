@@ -54,9 +54,8 @@ async def blocked_for(
         f"""SELECT DISTINCT b.patient, b.hsa, EXISTS (SELECT 1 FROM emergency_opening e
                 WHERE e.user_hsa_id = {args.add(ctx.user_hsa_id)} AND e.expires > now()
                 AND e.patient_id = b.patient AND e.organization = b.hsa) AS opened
-            FROM ({pdl.blocks(args)}) b
-            WHERE b.patient = ANY({args.add(list(patients))}::text[])
-            AND b.hsa <> {args.add(ctx.care_unit_hsa_id)}
+            FROM ({pdl.blocks(args, f"bp.target_id = ANY({args.add(list(patients))}::text[])")}) b
+            WHERE b.hsa <> {args.add(ctx.care_unit_hsa_id)}
             AND b.hsa <> {args.add(ctx.care_provider_hsa_id)}
             AND EXISTS (SELECT 1 FROM resource_compartment pc
                 JOIN resource r ON r.pk = pc.resource_pk

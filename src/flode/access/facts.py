@@ -17,6 +17,9 @@ uses. They are written in the same transaction as the resource, by every path th
   TREAT, the information recipient (actor role IRCP) it names: the reading care provider.
 - `_consent-deny` (search_reference): an active Consent whose provision denies: the custodian
   (actor role CST) whose data is blocked, a care unit or a care provider.
+
+A consent or block limited in time (`provision.period`) also gets a `search_date` row under its
+parameter: the rules count it only while `now()` lies in that period (`in_force`).
 """
 
 from __future__ import annotations
@@ -117,4 +120,19 @@ def _consent(resource: Mapping[str, Any]) -> Rows:
         row = reference.row_of(actor.get("reference"))
         if row is not None:
             found.append((param, *row))
-    return {reference.TABLE: found} if found else {}
+    if not found:
+        return {}
+    period = provision.get("period")
+    limited = date.rows([("Period", period)]) if isinstance(period, dict) else []
+    if limited:
+        return {reference.TABLE: found, date.TABLE: [(param, *limited[0])]}
+    return {reference.TABLE: found}
+
+
+def in_force(alias: str, param: str) -> str:
+    """SQL: whether the consent or block whose `search_reference` row is `alias` is in force
+    now, i.e. it has no period (`provision.period`) that excludes this moment."""
+    return (
+        f"NOT EXISTS (SELECT 1 FROM search_date cv WHERE cv.resource_pk = {alias}.resource_pk "
+        f"AND cv.param = '{param}' AND NOT (cv.low <= now() AND cv.high > now()))"
+    )

@@ -81,27 +81,32 @@ def organizations(hsa: str, args: Args) -> str:
     )
 
 
-def _names(alias: str, hsa: str, args: Args) -> str:
-    """Whether the reference row `alias` names the organization with HSA-id `hsa`."""
+def _naming(alias: str, hsa: str, args: Args) -> tuple[str, str]:
+    """The two ways the reference row `alias` names the organization with HSA-id `hsa`, as
+    conditions to use one at a time (UNION ALL), so that each is answered by an index: by the
+    Organization's id, or by its identifier."""
     return (
-        f"(({alias}.target_type = 'Organization' AND {alias}.target_id IN "
-        f"({organizations(hsa, args)})) OR ({alias}.identifier_system = "
-        f"{args.add(HSA_SYSTEM)} AND {alias}.identifier_value = {args.add(hsa)}))"
+        f"{alias}.target_type = 'Organization' AND {alias}.target_id IN "
+        f"({organizations(hsa, args)})",
+        f"{alias}.identifier_system = {args.add(HSA_SYSTEM)} "
+        f"AND {alias}.identifier_value = {args.add(hsa)}",
     )
 
 
 def related(ctx: RequestContext, args: Args) -> str:
-    """The patients the request's care unit has a care relationship with (a subquery)."""
+    """The patients the request's care unit has a care relationship with (a subquery): only
+    the unit's own relationship rows are read."""
     assert ctx.care_unit_hsa_id is not None
-    return (
+    return " UNION ALL ".join(
         "SELECT cp.compartment_id FROM search_reference cr "
         "JOIN search_date cd ON cd.resource_pk = cr.resource_pk "
         f"AND cd.param = '{facts.CARE_RELATION}' AND cd.high > now() - make_interval("
         f"days => {args.add(ctx.care_relationship_days)}::int) "
         "JOIN resource_compartment cp ON cp.resource_pk = cr.resource_pk "
         "AND cp.compartment_type = 'Patient' "
-        "WHERE cr.resource_type IN ('Encounter', 'EpisodeOfCare') "
-        f"AND cr.param = '{facts.CARE_RELATION}' AND {_names('cr', ctx.care_unit_hsa_id, args)}"
+        f"WHERE cr.resource_type IN ('Encounter', 'EpisodeOfCare') "
+        f"AND cr.param = '{facts.CARE_RELATION}' AND {names}"
+        for names in _naming("cr", ctx.care_unit_hsa_id, args)
     )
 
 
@@ -109,11 +114,12 @@ def consented(ctx: RequestContext, args: Args) -> str:
     """The patients who consented that the request's care provider reads other providers'
     data (a subquery)."""
     assert ctx.care_provider_hsa_id is not None
-    return (
+    return " UNION ALL ".join(
         "SELECT cs.target_id FROM search_reference cc JOIN search_reference cs "
         "ON cs.resource_pk = cc.resource_pk AND cs.param = 'patient' "
         f"WHERE cc.resource_type = 'Consent' AND cc.param = '{facts.CONSENT_PERMIT}' "
-        f"AND {_names('cc', ctx.care_provider_hsa_id, args)}"
+        f"AND {names} AND {facts.in_force('cc', facts.CONSENT_PERMIT)}"
+        for names in _naming("cc", ctx.care_provider_hsa_id, args)
     )
 
 
@@ -128,25 +134,34 @@ def _blocker_hsa(args: Args) -> str:
     )
 
 
-def blocks(args: Args) -> str:
-    """Every active block as (patient id, HSA-id of the blocked unit or provider) rows."""
+def blocks(args: Args, patients: str) -> str:
+    """The blocks in force of the patients `patients` (a condition on the patient id
+    `bp.target_id`, e.g. `bp.target_id = ANY($1)`) as (patient id, HSA-id of the blocked unit
+    or provider) rows."""
     return (
-        "SELECT bp.target_id AS patient, h.hsa FROM search_reference bd "
-        "JOIN search_reference bp ON bp.resource_pk = bd.resource_pk AND bp.param = 'patient' "
-        f"CROSS JOIN LATERAL ({_blocker_hsa(args)}) h "
-        f"WHERE bd.resource_type = 'Consent' AND bd.param = '{facts.CONSENT_DENY}'"
+        "SELECT bp.target_id AS patient, h.hsa FROM search_reference bp "
+        "JOIN search_reference bd ON bd.resource_pk = bp.resource_pk "
+        f"AND bd.param = '{facts.CONSENT_DENY}' CROSS JOIN LATERAL ({_blocker_hsa(args)}) h "
+        f"WHERE bp.resource_type = 'Consent' AND bp.param = 'patient' AND {patients} "
+        f"AND {facts.in_force('bd', facts.CONSENT_DENY)}"
     )
 
 
-def blocked(ctx: RequestContext, args: Args) -> str:
-    """'patient|hsa' of every block that binds the request: not of its own unit or provider,
-    not opened for it by emergency access (a subquery)."""
+def unblocked(ctx: RequestContext, args: Args, patient: str) -> str:
+    """SQL: whether no block of the patient `patient` binds the request for resource `r`: none
+    of the patient's blocks in force names the unit or provider that owns `r`, except blocks
+    of the request's own unit or provider and those the user opened by emergency access.
+
+    A lookup of the patient's own Consents per row (by the `search_reference_source` index), not
+    the region's blocks gathered per query: a region has many blocks, a patient few."""
+    unit, provider = args.add(ctx.care_unit_hsa_id), args.add(ctx.care_provider_hsa_id)
     return (
-        f"SELECT b.patient || '|' || b.hsa FROM ({blocks(args)}) b "
-        f"WHERE b.hsa <> {args.add(ctx.care_unit_hsa_id)} "
-        f"AND b.hsa <> {args.add(ctx.care_provider_hsa_id)} "
-        "EXCEPT SELECT e.patient_id || '|' || e.organization FROM emergency_opening e "
-        f"WHERE e.user_hsa_id = {args.add(ctx.user_hsa_id)} AND e.expires > now()"
+        "((r.owner_unit IS NULL AND r.owner_provider IS NULL) OR NOT EXISTS (SELECT 1 FROM "
+        f"({blocks(args, f'bp.target_id = {patient}')}) b "
+        f"WHERE b.hsa IN (r.owner_unit, r.owner_provider) AND b.hsa <> {unit} "
+        f"AND b.hsa <> {provider} AND NOT EXISTS (SELECT 1 FROM emergency_opening e WHERE "
+        f"e.user_hsa_id = {args.add(ctx.user_hsa_id)} AND e.patient_id = {patient} "
+        "AND e.organization = b.hsa AND e.expires > now())))"
     )
 
 
@@ -160,21 +175,17 @@ class Conditions:
 
 
 def conditions(ctx: RequestContext, args: Args, patient: str) -> Conditions:
-    emergency_access = emergency(ctx)
-    hidden = blocked(ctx, args)
-    unblocked = (
-        f"NOT ((r.owner_unit IS NOT NULL AND {patient} || '|' || r.owner_unit IN ({hidden})) "
-        f"OR (r.owner_provider IS NOT NULL AND {patient} || '|' || r.owner_provider "
-        f"IN ({hidden})))"
-    )
-    if emergency_access:
-        return Conditions(None, None, unblocked)
+    free = unblocked(ctx, args, patient)
+    if emergency(ctx):
+        return Conditions(None, None, free)
     provider = args.add(ctx.care_provider_hsa_id)
     return Conditions(
-        f"{patient} IN ({related(ctx, args)})",
+        # IS TRUE keeps PostgreSQL from turning the IN into a join it repeats for every row:
+        # as an expression it is a hashed subplan, the unit's patients hashed once per query.
+        f"({patient} IN ({related(ctx, args)})) IS TRUE",
         f"(r.owner_provider IS NULL OR r.owner_provider = {provider} "
         f"OR {patient} IN ({consented(ctx, args)}))",
-        unblocked,
+        free,
     )
 
 

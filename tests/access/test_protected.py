@@ -389,14 +389,58 @@ async def test_masks_a_protected_patient_included_from_an_observation_search(
     assert len(entries(reverse, "Observation")) == 1
 
 
-async def test_a_name_search_still_finds_a_protected_patient_but_masked(
+DEMOGRAPHIC_SEARCHES = [
+    {"name": "Svensson"},
+    {"family": "Svensson"},
+    {"given": "Anna"},
+    {"address-city": "Göteborg"},
+    {"address": "Hemliga"},
+    {"address-postalcode": "41101"},
+    {"phone": "070-1234567"},
+    {"telecom": "070-1234567"},
+    {"_content": "Hemliga"},
+    {"_text": "Hemliga"},
+]
+
+
+@pytest.mark.parametrize("criteria", DEMOGRAPHIC_SEARCHES, ids=lambda c: next(iter(c)))
+async def test_a_search_by_masked_demographics_does_not_find_a_protected_patient(
+    other_unit: httpx.AsyncClient, allowed_unit: httpx.AsyncClient, protected: str, criteria: Any
+) -> None:
+    found = await ok(other_unit.get("Patient", params={**criteria, "_id": protected}))
+    assert entries(found) == []
+    # Those who see the demographics find the patient by them.
+    found = await ok(allowed_unit.get("Patient", params={**criteria, "_id": protected}))
+    assert [p["id"] for p in entries(found)] == [protected]
+
+
+async def test_a_search_by_what_is_not_masked_still_finds_a_protected_patient_masked(
     other_unit: httpx.AsyncClient, protected: str
 ) -> None:
-    """The known limitation (docs/protected-identity.md): searching by demographics matches
-    the stored data; what is returned is masked."""
-    found = await ok(other_unit.get("Patient", params={"name": "Svensson", "_id": protected}))
+    found = await ok(
+        other_unit.get("Patient", params={"birthdate": "1980-01-01", "_id": protected})
+    )
     [patient] = entries(found)
     assert_masked(patient)
+
+
+async def test_no_chain_or_system_search_finds_a_protected_patient_by_its_address(
+    other_unit: httpx.AsyncClient, allowed_unit: httpx.AsyncClient, protected: str
+) -> None:
+    chain = {"subject:Patient.address-city": "Göteborg", "subject": f"Patient/{protected}"}
+    assert entries(await ok(other_unit.get("Observation", params=chain)), "Observation") == []
+    found = await ok(allowed_unit.get("Observation", params=chain))
+    assert len(entries(found, "Observation")) == 1
+    found = await ok(other_unit.get("", params={"_type": "Patient", "_content": "Hemliga"}))
+    assert protected not in {p["id"] for p in entries(found)}
+
+
+async def test_the_patient_finds_themselves_by_their_own_demographics(
+    served: Served, protected: str
+) -> None:
+    async with served.client(["patient/*.rs"], patient=protected) as patient:
+        found = await ok(patient.get("Patient", params={"address-city": "Göteborg"}))
+        assert [p["id"] for p in entries(found)] == [protected]
 
 
 async def test_masks_every_version_of_a_protected_patient_in_its_history(

@@ -26,6 +26,8 @@ from flode.access.policy import scopes_of
 from flode.context import RequestContext
 from flode.fhir import json
 from flode.store.records import Version
+from flode.store.search import Hidden
+from flode.store.sql import Args
 
 LABEL_SYSTEMS = frozenset(
     {
@@ -203,3 +205,42 @@ MASK_ALL = Masking()
 """A reader who sees no protected patient (`flode export` unless told otherwise)."""
 UNMASKED = Masking(everything=True)
 """A reader who sees every patient as stored."""
+
+
+SEARCHED_DEMOGRAPHICS = frozenset(
+    {
+        "name", "given", "family", "phonetic", "telecom", "phone", "email", "address",
+        "address-city", "address-country", "address-postalcode", "address-state",
+        "address-use", "_text", "_content",
+    }
+)  # fmt: skip
+"""The Patient search parameters that search what masking hides (name, telecom, address and
+the narrative): a match by one of them would tell what the reader may not see."""
+
+
+def search_hidden(masking: Masking) -> Hidden | None:
+    """What a search by the reader may not match (flode.store.search.Hidden): Patients with
+    protected identity, by their masked demographics, unless the reader sees them (the patient
+    their own). A search for `Patient?address-city=Kiruna` (or a chain or `_has` through such a
+    parameter) then finds a protected patient only for those who see where they live."""
+    if masking.everything:
+        return None
+    own = masking.own_patient
+
+    def hidden(resource_type: str, parameter: str, args: Args) -> str | None:
+        # Full text is searched across types too (`GET [base]?_content=…`), compiled once for
+        # them all: it is held to the rule whatever type it was compiled for.
+        if parameter not in SEARCHED_DEMOGRAPHICS or (
+            resource_type != "Patient" and parameter not in ("_text", "_content")
+        ):
+            return None
+        seen = (
+            "r.resource_type <> 'Patient' OR NOT EXISTS (SELECT 1 FROM search_token l "
+            "WHERE l.resource_pk = r.pk AND l.resource_type = 'Patient' "
+            f"AND l.param = '_security' AND l.system = ANY({args.add(sorted(LABEL_SYSTEMS))}"
+            f"::text[]) AND l.code = ANY({args.add(list(LABEL_CODES))}::text[])"
+        )
+        own_id = f" OR r.id = {args.add(own)}" if own is not None else ""
+        return f"({seen}){own_id})"
+
+    return hidden

@@ -23,12 +23,12 @@ from urllib.parse import parse_qsl
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from flode.access import policy
+from flode.access import policy, protected
 from flode.context import RequestContext
 from flode.fhir.errors import bad_request
 from flode.fhir.search_parameters import SearchParameters
 from flode.fhir.search_query import SearchQuery, parse
-from flode.store.search import Access, SearchCompiler
+from flode.store.search import Access, Hidden, SearchCompiler
 from flode.store.sql import Args
 
 Connection = asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy
@@ -105,15 +105,20 @@ def compile_filters(
     and `_has` look only into what `ctx` may search."""
     found: dict[str, list[str]] = {}
     access: Access | None = None
+    hidden: Hidden | None = None
     if ctx is not None and not ctx.trusted:
         context = ctx
 
         def access(resource_type: str, args: Args) -> str | None:
             return policy.restriction(compiler, context, resource_type, "s", args)
 
+        # No filter finds a protected patient by masked demographics (L13), not even for the
+        # care units that see them: an export's filters are held to the strictest reader.
+        hidden = protected.search_hidden(protected.Masking.of(ctx, ()))
+
     for raw in filters:
         resource_type, query = parse_type_filter(raw, compiler.resource_types)
-        compiled = compiler.compile(resource_type, query, args, access)
+        compiled = compiler.compile(resource_type, query, args, access, hidden)
         if compiled.unknown:
             raise bad_request(
                 f"_typeFilter '{raw}': unknown search parameter(s) "

@@ -108,11 +108,12 @@ class Matcher:
     ) -> Predicate:
         compiler = self.services.search
         access = search_access.chained(self.services, ctx)
+        hidden = search_access.hidden(self.services, ctx)
 
         def predicate(args: Args) -> str:
             parts = []
             for query in queries:
-                compiled = compiler.compile(resource_type, query, args, access)
+                compiled = compiler.compile(resource_type, query, args, access, hidden)
                 parts.append("false" if compiled.unknown else compiled.where)
             return " AND ".join(f"({p})" for p in parts) or "true"
 

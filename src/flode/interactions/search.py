@@ -26,12 +26,12 @@ from flode.interactions import logged
 from flode.interactions.included import included
 from flode.interactions.outcome import Outcome
 from flode.interactions.paging import PAGING, Page
-from flode.interactions.search_access import chained, restriction, searchable_types
+from flode.interactions.search_access import chained, hidden, restriction, searchable_types
 from flode.interactions.search_entries import contained_entries, entries_of
 from flode.interactions.services import Services
 from flode.interactions.write import check_type
 from flode.store.records import Scope, Version
-from flode.store.search import Access, containers_of
+from flode.store.search import Access, Hidden, containers_of
 from flode.store.sort import order_by
 from flode.store.sql import Args
 
@@ -53,7 +53,9 @@ async def search(
     contained = _contained(params, query, resource_type, compartment)
     if contained is None:
         types = searchable_types(services, ctx, _types(services, resource_type, query, compartment))
-        scope, unknown = _scope(services, types, query, chained(services, ctx))
+        scope, unknown = _scope(
+            services, types, query, chained(services, ctx), hidden(services, ctx)
+        )
     else:
         assert resource_type is not None
         types, scope, unknown = _containers(services, ctx, resource_type, query)
@@ -174,7 +176,9 @@ def _containers(
     compiled = services.search.compile_contained(resource_type, query, args)
     where = containers_of(compiled.where)
     if query.contained == "both":
-        top = services.search.compile(resource_type, query, args, chained(services, ctx))
+        top = services.search.compile(
+            resource_type, query, args, chained(services, ctx), hidden(services, ctx)
+        )
         where = f"(r.resource_type = {args.add(resource_type)} AND {top.where}) OR {where}"
     return types, Scope(types, where, args), compiled.unknown
 
@@ -283,7 +287,11 @@ def _types(
 
 
 def _scope(
-    services: Services, types: list[str] | None, query: SearchQuery, access: Access | None
+    services: Services,
+    types: list[str] | None,
+    query: SearchQuery,
+    access: Access | None,
+    unseen: Hidden | None,
 ) -> tuple[Scope, list[str]]:
     """The compiled criteria and the parameters ignored. A parameter unknown to one of the types
     searched is ignored for all of them; across all types only the parameters every resource
@@ -293,18 +301,22 @@ def _scope(
     if types is None:
         unknown = [criterion_name(c) for c in query.criteria if not _is_common(c, common)]
     else:
-        unknown = [u for t in types for u in compiler.compile(t, query, None, access).unknown]
+        unknown = [
+            u for t in types for u in compiler.compile(t, query, None, access, unseen).unknown
+        ]
     unknown = list(dict.fromkeys(unknown))
     query = replace(
         query, criteria=tuple(c for c in query.criteria if criterion_name(c) not in unknown)
     )
     if types is None or len(types) == 1 or all(_is_common(c, common) for c in query.criteria):
         # Resource-level parameters mean the same on every type: one compilation serves all.
-        compiled = compiler.compile(types[0] if types else min(common.types), query, None, access)
+        first = types[0] if types else min(common.types)
+        compiled = compiler.compile(first, query, None, access, unseen)
         return Scope(types, compiled.where, compiled.args), unknown + compiled.unknown
     args = Args()
     parts = [
-        f"(r.resource_type = {args.add(t)} AND {compiler.compile(t, query, args, access).where})"
+        f"(r.resource_type = {args.add(t)} "
+        f"AND {compiler.compile(t, query, args, access, unseen).where})"
         for t in types
     ]
     return Scope(types, " OR ".join(parts), args), unknown

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flode.access import policy
+from flode.access import policy, protected
 from flode.context import RequestContext
 from flode.interactions.services import Services
-from flode.store.search import Access
+from flode.store.search import Access, Hidden
 from flode.store.sql import Args
 
 
@@ -52,6 +52,13 @@ def restriction(
     if open_types:
         parts.append(f"r.resource_type = ANY({args.add(open_types)}::text[])")
     return " OR ".join(parts)
+
+
+def hidden(services: Services, ctx: RequestContext) -> Hidden | None:
+    """What the request's searches may not match by any parameter, at any depth: Patients with
+    protected identity by the demographics the reader sees masked (L13)."""
+    masking = protected.Masking.of(ctx, services.protected_identity_units)
+    return protected.search_hidden(masking)
 
 
 def chained(services: Services, ctx: RequestContext) -> Access | None:

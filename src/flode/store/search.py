@@ -33,6 +33,11 @@ Access = Callable[[str, Args], str | None]
 """access(resource_type, args): SQL over `r` restricting what may be searched of the type
 (None: nothing is restricted); raises when the type may not be searched at all."""
 
+Hidden = Callable[[str, str, Args], str | None]
+"""hidden(resource_type, parameter, args): SQL over `r` that a match by this parameter must
+also satisfy (None: any match counts), e.g. leaving out the Patients whose demographics the
+reader sees masked when the parameter searches those demographics (flode.access.protected)."""
+
 
 class SearchCompiler:
     def __init__(self, registry: SearchParameters, resource_types: frozenset[str]) -> None:
@@ -45,16 +50,17 @@ class SearchCompiler:
         query: SearchQuery,
         args: Args | None = None,
         access: Access | None = None,
+        hidden: Hidden | None = None,
     ) -> Compiled:
         """The query as a predicate over `resource r`; its values are added to `args` (new
         ones when not given), so several compiled queries can share one statement. `access`
         restricts the resources that chains and `_has` look at, as the caller's own search of
-        those types would be restricted."""
+        those types would be restricted; `hidden` what a parameter may match, at any depth."""
         args = Args() if args is None else args
         ands: list[str] = []
         unknown: list[str] = []
         for criterion in query.criteria:
-            sql = self._criterion(resource_type, criterion, args, access)
+            sql = self._criterion(resource_type, criterion, args, access, hidden)
             if sql is None:
                 unknown.append(criterion_name(criterion))
             else:
@@ -62,13 +68,20 @@ class SearchCompiler:
         return Compiled(" AND ".join(f"({a})" for a in ands) or "true", args, unknown)
 
     def _criterion(
-        self, resource_type: str, criterion: Criterion | Has, args: Args, access: Access | None
+        self,
+        resource_type: str,
+        criterion: Criterion | Has,
+        args: Args,
+        access: Access | None,
+        hidden: Hidden | None = None,
     ) -> str | None:
         if isinstance(criterion, Has):
-            return self._has(resource_type, criterion, args, access)
+            return self._has(resource_type, criterion, args, access, hidden)
         if criterion.chain:
-            return self._chain(resource_type, criterion.chain, criterion, args, access)
-        return self._plain(resource_type, criterion, args)
+            return self._chain(resource_type, criterion.chain, criterion, args, access, hidden)
+        sql = self._plain(resource_type, criterion, args)
+        unseen = hidden(resource_type, criterion.name, args) if hidden and sql else None
+        return f"({sql}) AND {unseen}" if unseen else sql
 
     def _plain(self, resource_type: str, criterion: Criterion, args: Args) -> str | None:
         name, modifier, value = criterion.name, criterion.modifier, criterion.value
@@ -159,6 +172,7 @@ class SearchCompiler:
         criterion: Criterion,
         args: Args,
         access: Access | None,
+        hidden: Hidden | None,
     ) -> str | None:
         link, rest = chain[0], chain[1:]
         targets = self._targets(resource_type, link)
@@ -168,10 +182,14 @@ class SearchCompiler:
                 following = self.registry.get(target, rest[0].param)
                 if following is None or following.type != "reference":
                     continue  # this target cannot be chained further; another may
-                sql = self._chain(target, rest, criterion, args, access)
+                sql = self._chain(target, rest, criterion, args, access, hidden)
             else:
-                sql = self._plain(
-                    target, Criterion(criterion.name, criterion.modifier, criterion.value), args
+                sql = self._criterion(
+                    target,
+                    Criterion(criterion.name, criterion.modifier, criterion.value),
+                    args,
+                    access,
+                    hidden,
                 )
             if sql is not None:
                 allowed = access(target, args) if access is not None else None
@@ -195,7 +213,14 @@ class SearchCompiler:
             f"AND ({' OR '.join(inner)})))"
         )
 
-    def _has(self, resource_type: str, has: Has, args: Args, access: Access | None) -> str | None:
+    def _has(
+        self,
+        resource_type: str,
+        has: Has,
+        args: Args,
+        access: Access | None,
+        hidden: Hidden | None,
+    ) -> str | None:
         if has.resource_type not in self.resource_types:
             raise bad_request(f"Unknown resource type '{has.resource_type}' in _has", "_has")
         reference = self.registry.get(has.resource_type, has.reference)
@@ -203,7 +228,7 @@ class SearchCompiler:
             raise bad_request(
                 f"'{has.reference}' is not a reference parameter of {has.resource_type}", "_has"
             )
-        inner = self._criterion(has.resource_type, has.inner, args, access)
+        inner = self._criterion(has.resource_type, has.inner, args, access, hidden)
         if inner is None:
             return None
         allowed = access(has.resource_type, args) if access is not None else None

@@ -13,9 +13,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from flode.access import facts
+from flode.auth.demo import demo_users
 from flode.demo import demo_personnummer, demo_resources
 from flode.fhir.definitions import Definitions
 from flode.fhir.validation import Validator
+from flode.store.params import date as date_rows
 
 PERSONNUMMER = "http://electronichealth.se/identifier/personnummer"
 HSA_ID = "urn:oid:1.2.752.29.4.19"
@@ -155,6 +158,29 @@ def test_every_patient_has_encounters_conditions_and_observations() -> None:
         assert 1 <= count("Encounter", reference) <= 3
         assert 1 <= count("Condition", reference) <= 2
         assert count("Observation", reference) >= 2
+
+
+def test_every_patient_has_an_ongoing_episode_of_care_that_gives_a_unit_a_care_relationship() -> (
+    None
+):
+    units = {f"Organization/{u['id']}" for u in of_type("Organization") if "partOf" in u}
+    episodes = of_type("EpisodeOfCare")
+    for patient in of_type("Patient"):
+        reference = f"Patient/{patient['id']}"
+        assert any(e["patient"]["reference"] == reference for e in episodes), reference
+    for episode in episodes:
+        assert episode["status"] == "active" and "end" not in episode["period"]
+        assert episode["managingOrganization"]["reference"] in units
+        # The access rules read the relationship from these rows (flode.access.facts).
+        relation = facts.rows(episode)
+        assert relation[date_rows.TABLE] == [(facts.CARE_RELATION, date_rows.FIRST, date_rows.LAST)]
+
+
+def test_every_unit_with_patients_in_its_care_has_demo_staff_to_log_in_as() -> None:
+    hsa = {f"Organization/{u['id']}": u["identifier"][0]["value"] for u in of_type("Organization")}
+    staffed = {clinician.care_unit_hsa_id for clinician, _ in demo_users()}
+    for episode in of_type("EpisodeOfCare"):
+        assert hsa[episode["managingOrganization"]["reference"]] in staffed
 
 
 def test_encounters_are_finished_or_in_progress_ambulatory_inpatient_or_emergency() -> None:

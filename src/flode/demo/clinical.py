@@ -1,4 +1,4 @@
-"""Encounters, Conditions and Observations built from the patients' stories."""
+"""EpisodesOfCare, Encounters, Conditions and Observations built from the patients' stories."""
 
 from __future__ import annotations
 
@@ -183,8 +183,39 @@ def _observations(
     ]
 
 
+def _episodes(patient: Resource, story: Story) -> list[Resource]:
+    """The patient's ongoing care: listed at the vårdcentral they visit (listning), and followed
+    up for a chronic disease at the clinic that diagnosed it. Active EpisodesOfCare without an
+    end, so the units keep a care relationship with the patient however old the visits grow
+    (DOMAIN.md L1; docs/access-control.md)."""
+    chronic = {
+        story.visits[d.visit - 1].unit
+        for d in story.diagnoses
+        if DIAGNOSES[d.code][2] and d.resolved is None
+    }
+    started: dict[str, tuple[str, str]] = {}
+    for visit in story.visits:
+        if visit.unit.startswith("vc-"):
+            started.setdefault(visit.unit, ("Listning på vårdcentral", visit.start))
+        elif visit.unit in chronic and visit.kind != "EMER":
+            started.setdefault(visit.unit, ("Uppföljning av kronisk sjukdom", visit.start))
+    number = patient["id"].removeprefix("vgr-patient-")
+    return [
+        {
+            "resourceType": "EpisodeOfCare",
+            "id": f"vgr-episode-{number}-{position}",
+            "status": "active",
+            "type": [{"text": text}],
+            "patient": reference(patient),
+            "managingOrganization": unit_reference(unit),
+            "period": {"start": swedish_time(_time(start))},
+        }
+        for position, (unit, (text, start)) in enumerate(started.items(), start=1)
+    ]
+
+
 def clinical_resources(patient: Resource, story: Story, rng: random.Random) -> list[Resource]:
-    """The patient's Encounters, then Conditions, then Observations."""
+    """The patient's EpisodesOfCare, Encounters, then Conditions, then Observations."""
     encounters = [
         _encounter(patient, number, visit) for number, visit in enumerate(story.visits, start=1)
     ]
@@ -203,4 +234,4 @@ def clinical_resources(patient: Resource, story: Story, rng: random.Random) -> l
         for encounter, visit in zip(encounters, story.visits, strict=True)
         for observation in _observations(patient, encounter, visit, story.baseline, rng)
     ]
-    return [*encounters, *conditions, *observations]
+    return [*_episodes(patient, story), *encounters, *conditions, *observations]

@@ -1,22 +1,26 @@
-"""`python -m benchmarks [all|crud|search]`: start Flöde, drive each workload at it, print
-tables. `crud` runs create, read, update and history against a fresh server; `search` runs the
-search queries against Synthea data sets loaded once and kept; `all` (the default) runs both."""
+"""`python -m benchmarks [all|crud|search|policy]`: start Flöde, drive each workload at it,
+print tables. `crud` runs create, read, update and history against a fresh server; `search` runs
+the search queries against Synthea data sets loaded once and kept; `policy` runs them as an
+operator and as a clinician bound by the Swedish access rules, and measures the access log's
+write rate; `all` (the default) runs all three."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from rich.console import Console
 
-from benchmarks import cpu, loader, loadgen, search
+from benchmarks import audit, cpu, loader, loadgen, policy, search
 from benchmarks.patients import PatientFactory
 from benchmarks.report import (
     Placement,
@@ -43,9 +47,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "what",
         nargs="?",
-        choices=("all", "crud", "search"),
+        choices=("all", "crud", "search", "policy"),
         default="all",
-        help="which workloads [all: crud, then search]",
+        help="which workloads [all: crud, search, then policy]",
     )
     parser.add_argument(
         "--duration", type=float, default=10.0, metavar="SECONDS", help="per workload [10]"
@@ -110,9 +114,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.warmup is None:
         args.warmup = min(2.0, args.duration / 5)
     if args.patients is None:
-        args.patients = list(PATIENTS) if args.what == "search" else [PATIENTS[0]]
+        args.patients = list(PATIENTS) if args.what in ("search", "policy") else [PATIENTS[0]]
     if args.search_duration is None:
-        args.search_duration = 5.0 if args.what == "search" else 3.0
+        args.search_duration = 5.0 if args.what in ("search", "policy") else 3.0
     if args.search_duration <= 0 or args.search_concurrency < 1:
         parser.error("--search-duration and --search-concurrency must be positive")
     args.cache = args.cache or loader.default_cache()
@@ -219,9 +223,8 @@ def run_crud(args: argparse.Namespace, console: Console, where: Cpus) -> Run:
     )
 
 
-async def _search_size(
-    server: FlodeServer, args: argparse.Namespace, console: Console, patients: int, loaded: bool
-) -> tuple[list[search.Measured], int]:
+async def _ensure_loaded(server: FlodeServer, console: Console, patients: int, loaded: bool) -> int:
+    """Load the data set unless it is (cached); the number of resources it holds."""
     directory = server.data_dir
     if not loaded:
         result = await loader.load(server.port, patients, console)
@@ -240,6 +243,13 @@ async def _search_size(
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
+    return resources
+
+
+async def _search_size(
+    server: FlodeServer, args: argparse.Namespace, console: Console, patients: int, loaded: bool
+) -> tuple[list[search.Measured], int]:
+    resources = await _ensure_loaded(server, console, patients, loaded)
     with console.status("") as status:
         measured = await search.run_all(
             server,
@@ -253,6 +263,27 @@ async def _search_size(
     return measured, resources
 
 
+@contextlib.contextmanager
+def _data_set(
+    args: argparse.Namespace, console: Console, where: Cpus, patients: int
+) -> Iterator[tuple[FlodeServer, bool]]:
+    """Flöde started on the cached data set of `patients` (prepared for loading when it is
+    not loaded yet): the server and whether the data is loaded."""
+    directory = loader.data_dir(args.cache, patients)
+    loaded = loader.is_loaded(directory) and not args.reload
+    if not loaded:
+        loader.prepare(directory)
+    server = FlodeServer(where.server, postgres_cpus=where.postgres, data_dir=directory)
+    try:
+        start(server, where, console, f"Starting Flöde on the {patients}-patient data set…")
+        if loaded:
+            loader.mark_migrated(directory)
+        yield server, loaded
+    finally:
+        with console.status("Stopping Flöde and its PostgreSQL…"):
+            server.stop()
+
+
 def run_search(args: argparse.Namespace, console: Console, where: Cpus) -> SearchRun:
     run = SearchRun(
         duration_s=args.search_duration,
@@ -260,15 +291,7 @@ def run_search(args: argparse.Namespace, console: Console, where: Cpus) -> Searc
         cache=str(args.cache),
     )
     for patients in args.patients:
-        directory = loader.data_dir(args.cache, patients)
-        loaded = loader.is_loaded(directory) and not args.reload
-        if not loaded:
-            loader.prepare(directory)
-        server = FlodeServer(where.server, postgres_cpus=where.postgres, data_dir=directory)
-        try:
-            start(server, where, console, f"Starting Flöde on the {patients}-patient data set…")
-            if loaded:
-                loader.mark_migrated(directory)
+        with _data_set(args, console, where, patients) as (server, loaded):
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 if run.postgres is None:
                     run.postgres = runner.run(server.postgres_info())
@@ -277,13 +300,60 @@ def run_search(args: argparse.Namespace, console: Console, where: Cpus) -> Searc
                 )
             run.placement = placement(server, args)
             run.server_flags = server.flags
-        finally:
-            with console.status("Stopping Flöde and its PostgreSQL…"):
-                server.stop()
         run.sizes.by_size[patients] = measured
         run.sizes.resources[patients] = resources
         console.print(f"[dim]{patients} patients ({resources:,} resources): searched[/]")
     return run
+
+
+async def _policy_size(
+    server: FlodeServer, args: argparse.Namespace, console: Console, patients: int, loaded: bool
+) -> tuple[list[policy.Compared], list[audit.Appended], audit.Verified]:
+    await _ensure_loaded(server, console, patients, loaded)
+    await policy.prepare(server, console)
+    with console.status("") as status:
+        compared = await policy.compare(
+            server,
+            search.queries(args.seed),
+            concurrency=args.search_concurrency,
+            duration_s=args.search_duration,
+            warmup_s=min(1.0, args.search_duration / 5),
+            seed=args.seed,
+            status=lambda name: status.update(f"{patients} patients: {name}…"),
+        )
+        status.update("The access log: appending…")
+        appended, verified = await audit.measure(
+            server, duration_s=args.search_duration, concurrency=args.concurrency
+        )
+    return compared, appended, verified
+
+
+def run_policy(
+    args: argparse.Namespace, console: Console, where: Cpus
+) -> tuple[dict[str, Any], int]:
+    """The access rules' cost per search query, and the access log's write rate, per data
+    size: the results as JSON and the number of failed requests."""
+    output: dict[str, Any] = {"searches": {}}
+    errors = 0
+    for patients in args.patients:
+        with (
+            _data_set(args, console, where, patients) as (server, loaded),
+            asyncio.Runner(loop_factory=_loop_factory()) as runner,
+        ):
+            compared, appended, verified = runner.run(
+                _policy_size(server, args, console, patients, loaded)
+            )
+        policy.print_report(console, patients, compared)
+        audit.print_report(console, appended, verified)
+        output["searches"].update(policy.as_json(patients, compared))
+        output[f"audit_{patients}"] = audit.as_json(appended, verified)
+        errors += sum(
+            m.result.errors
+            for c in compared
+            for m in (c.operator, c.clinician)
+            if m.result is not None
+        )
+    return output, errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -304,6 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_search_report(console, searched)
         output["search"] = search_json(searched)
         failed = failed or searched.errors > 0
+    if args.what in ("all", "policy"):
+        output["policy"], errors = run_policy(args, console, where)
+        failed = failed or errors > 0
     if args.json is not None:
         args.json.write_bytes(orjson.dumps(output, option=orjson.OPT_INDENT_2))
         console.print(f"[dim]Results written to {args.json}[/]")

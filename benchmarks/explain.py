@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from benchmarks import loader, search
+from benchmarks import loader, loadgen, policy, search
 from benchmarks.server import FlodeServer
 
 _ENTRY = re.compile(r"^\S+ \S+ \S+ \[\d+\] (LOG|DETAIL):  ", re.MULTILINE)
@@ -122,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--top", type=int, default=2, help="statements per query, slowest first [2]"
     )
+    parser.add_argument(
+        "--clinician",
+        action="store_true",
+        help="search as the clinician of `python -m benchmarks policy` (run it first), so the "
+        "plans include the Swedish access rules",
+    )
     args = parser.parse_args(argv)
     console = Console(width=200)
     directory = loader.data_dir(args.cache or loader.default_cache(), args.patients)
@@ -134,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = FlodeServer(None, data_dir=directory)
     try:
         server.start()
+        if args.clinician:
+            loadgen.TOKEN = policy.clinician_token(server)
         asyncio.run(main_async(server, console, args.top))
     finally:
         server.stop()

@@ -22,6 +22,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from flode.access import credentials
 from flode.access.policy import scopes_of
 from flode.context import RequestContext
 from flode.fhir import json
@@ -162,14 +163,19 @@ class Masking:
 
     everything: bool = False
     own_patient: str | None = None
+    secrets: bool = True
+    """Hide the secrets stored in resources too (flode.access.credentials): for everyone but
+    Flöde itself."""
 
     @classmethod
     def of(cls, ctx: RequestContext, units: Collection[str]) -> Masking:
         """For the request `ctx` in a server whose allowed care units are `units`."""
-        return cls(sees_protected(ctx, units), own_patient(ctx))
+        return cls(sees_protected(ctx, units), own_patient(ctx), not ctx.trusted)
 
     def resource(self, resource: Any) -> Any:
         """The parsed resource as the reader may see it (the same object when unchanged)."""
+        if self.secrets:
+            resource = credentials.redact(resource)
         if self.everything:
             return resource
         if (
@@ -184,7 +190,9 @@ class Masking:
     def text(self, content: str) -> str:
         """The stored JSON as the reader may see it: `content` itself, unparsed, unless it
         mentions a label code and holds a protected Patient the reader may not see."""
-        if self.everything or not mentions_label(content):
+        if (self.everything or not mentions_label(content)) and not (
+            self.secrets and credentials.mentions(content)
+        ):
             return content
         resource = json.loads(content)
         masked = self.resource(resource)
@@ -203,7 +211,7 @@ class Masking:
 
 MASK_ALL = Masking()
 """A reader who sees no protected patient (`flode export` unless told otherwise)."""
-UNMASKED = Masking(everything=True)
+UNMASKED = Masking(everything=True, secrets=False)
 """A reader who sees every patient as stored."""
 
 

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from flode.access import policy
+from flode.access import credentials, policy
 from flode.access.protected import Masking
 from flode.api.body import read_json
 from flode.api.negotiation import JSON_PATCH, check_content_type, version_from_etag
@@ -29,6 +29,7 @@ from flode.context import RequestContext
 from flode.events.notifications import notification_bundle, status_parameters
 from flode.events.service import Events
 from flode.events.subscription import Spec
+from flode.fhir import json
 from flode.fhir.dates import format_instant
 from flode.fhir.errors import Issue, bad_request, not_found
 from flode.interactions.create import existing_outcome, find_existing, insert_new, prepare_create
@@ -159,6 +160,12 @@ async def change_subscription(request: Request) -> Response:
 
     async def adopted(tx: Transaction) -> Outcome:
         if resource is not None:
+            current = await tx.current(SUBSCRIPTION, id)
+            if current is not None and current.content is not None:
+                credentials.restore(resource, json.loads(current.content))
+                checked(resource)  # the spec with the restored headers
+            else:
+                credentials.restore(resource, None)
             outcome = await update_in(tx, SUBSCRIPTION, id, resource, if_match)
         else:
             outcome = await patch_in(tx, services, SUBSCRIPTION, id, operations, if_match, checked)

@@ -169,7 +169,8 @@ def test_every_patient_has_an_ongoing_episode_of_care_that_gives_a_unit_a_care_r
         reference = f"Patient/{patient['id']}"
         assert any(e["patient"]["reference"] == reference for e in episodes), reference
     for episode in episodes:
-        assert episode["status"] == "active" and "end" not in episode["period"]
+        assert episode["status"] == "active"
+        assert "end" not in episode["period"]
         assert episode["managingOrganization"]["reference"] in units
         # The access rules read the relationship from these rows (flode.access.facts).
         relation = facts.rows(episode)

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from flode.api import errors, routes
+from flode.api import errors, module_routes, routes
 from flode.api.auth_routes import auth_routes
 from flode.api.authentication import InsecureDevHeader
 from flode.api.observability import Metrics, RequestLog, healthz, metrics_endpoint
@@ -161,6 +161,7 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             # Before the FHIR mount: [base]/.well-known/smart-configuration is one of them.
             *auth_routes(config.base_path),
+            *module_routes.admin_routes(),  # /admin/modules
             # The base URL without its trailing slash: system search and transaction Bundles.
             Route(config.base_path, routes.system_search, methods=["GET"]),
             Route(config.base_path, routes.bundle, methods=["POST"]),

@@ -4,6 +4,7 @@ registry, and the keys and signed assertions a backend module makes."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -67,6 +68,15 @@ def auth_server(
 @pytest.fixture
 async def http(auth_server: AuthServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=auth_server.root, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+async def admin(auth_server: AuthServer) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the FHIR base with the built-in administrator's token."""
+    async with httpx.AsyncClient(
+        base_url=auth_server.base + "/", timeout=30, headers=auth_server.operator()
+    ) as c:
         yield c
 
 
@@ -161,3 +171,16 @@ def hidden(html: str, name: str) -> str:
 
 def keys_dir(data_dir: Path) -> Path:
     return data_dir / "keys"
+
+
+async def eventually(
+    http: httpx.AsyncClient, path: str, headers: dict[str, str], status: int, seconds: float = 10
+) -> None:
+    """Ask for `path` until it answers `status`, for at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        response = await http.get(path, headers=headers)
+        if response.status_code == status or time.monotonic() > deadline:
+            assert response.status_code == status, response.text
+            return
+        await asyncio.sleep(0.2)

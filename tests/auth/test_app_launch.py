@@ -23,6 +23,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from flode.auth.demo import demo_users
+from flode.auth.modules import Declaration
 
 from .conftest import (
     AuthServer,
@@ -70,6 +71,9 @@ async def browser(auth_server: AuthServer) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def app(db: asyncpg.Connection, scopes: tuple[str, ...] = APP_SCOPES, **fields: Any) -> str:
+    # It reads every type: a module's declaration holds as soon as the server has reloaded
+    # the registry, which may be before or after the app's first request.
+    fields.setdefault("declaration", Declaration(frozenset({"*"})))
     module = await register(db, scopes=scopes, redirect_uris=(REDIRECT,), **fields)
     return module.client_id
 

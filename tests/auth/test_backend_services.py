@@ -27,6 +27,7 @@ from .conftest import (
     backend,
     client_credentials,
     es384_key,
+    eventually,
     public_jwks,
     rs384_key,
     unique,
@@ -278,7 +279,7 @@ async def test_a_disabled_module_gets_no_token_and_its_tokens_are_refused_at_onc
     headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
     assert (await http.get("/fhir/Patient", headers=headers)).status_code == 200
     assert await modules.set_enabled(db, module.client_id, False)
-    await _eventually(http, "/fhir/Patient", headers, 401)
+    await eventually(http, "/fhir/Patient", headers, 401)
     later = await token_for(
         http,
         auth_server,
@@ -297,18 +298,6 @@ async def test_a_disabled_module_gets_no_token_and_its_tokens_are_refused_at_onc
         "system/Patient.rs",
     )
     assert fresh.status_code == 200
-
-
-async def _eventually(
-    http: httpx.AsyncClient, path: str, headers: dict[str, str], status: int, seconds: float = 10
-) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        response = await http.get(path, headers=headers)
-        if response.status_code == status or time.monotonic() > deadline:
-            assert response.status_code == status, response.text
-            return
-        await asyncio.sleep(0.2)
 
 
 async def test_a_token_never_carries_more_than_the_module_may_have(

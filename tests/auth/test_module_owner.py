@@ -136,7 +136,8 @@ async def test_a_care_unit_without_its_provider_or_the_other_way_round_is_refuse
         )  # fmt: skip
     message = str(refused.value)
     assert f"the {given} is given but not the {missing}" in message
-    assert "--care-unit and --care-provider" in message
+    assert "give both or neither" in message
+    assert refused.value.about == missing.replace(" ", "_")  # the CLI and the API name it
     assert await modules.get(db, client_id) is None
 
 

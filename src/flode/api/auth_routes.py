@@ -75,6 +75,14 @@ async def patient_endpoint(request: Request) -> Response:
     return await authorize.pick_patient(_auth(request), request)
 
 
+async def commission_endpoint(request: Request) -> Response:
+    return await authorize.pick_commission(_auth(request), request)
+
+
+async def encounter_endpoint(request: Request) -> Response:
+    return await authorize.pick_encounter(_auth(request), request)
+
+
 async def token_endpoint(request: Request) -> Response:
     auth, config = _auth(request), _config(request)
     try:
@@ -166,6 +174,8 @@ def auth_routes(base_path: str = "/fhir") -> list[Route]:
         Route("/auth/authorize", authorize_endpoint, methods=["GET"]),
         Route("/auth/login", login_endpoint, methods=["GET", "POST"]),
         Route("/auth/patient", patient_endpoint, methods=["POST"]),
+        Route("/auth/commission", commission_endpoint, methods=["POST"]),
+        Route("/auth/encounter", encounter_endpoint, methods=["POST"]),
         Route("/auth/token", token_endpoint, methods=["POST"]),
         Route("/auth/introspect", introspect_endpoint, methods=["POST"]),
         Route("/auth/revoke", revoke_endpoint, methods=["POST"]),

@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from flode.api.negotiation import check_content_type
 from flode.fhir import json
 from flode.fhir.errors import bad_request, error
 
@@ -32,4 +33,14 @@ async def read_json(request: Request, limit: int) -> Any:
     raw = await read_body(request, limit)
     if not raw.strip():
         raise bad_request("The request body is empty; a FHIR resource is required")
+    return json.loads(raw)
+
+
+async def read_optional_json(request: Request, limit: int) -> Any:
+    """The JSON body of a request, its Content-Type checked; None when it has none (an
+    operation invoked by POST without a Parameters body)."""
+    raw = await read_body(request, limit)
+    if not raw.strip():
+        return None
+    check_content_type(request)
     return json.loads(raw)

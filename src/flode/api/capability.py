@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flode import __version__
+from flode.api import module_parameters
 from flode.audit import query as audit_query
 from flode.config import Config
 from flode.events.capability import subscription_capability
@@ -49,6 +50,7 @@ _OPERATIONS = (
     ("group-export", f"{_BULK}/group-export"),
     ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"),
     ("log-extract", "http://flode.example.org/OperationDefinition/Patient-log-extract"),
+    *module_parameters.OPERATIONS,  # the module registry, for the administrator
 )
 
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from flode.api import audit_routes, bulk, emergency_routes
+from flode.api import audit_routes, bulk, emergency_routes, module_routes
 from flode.api.authentication import authenticate
 from flode.api.body import read_body, read_json
 from flode.api.capability import capability_statement
@@ -351,6 +351,7 @@ def fhir_routes() -> list[Route]:
         *emergency_routes.emergency_routes(),
         *subscription_routes(),
         *audit_routes.log_routes(),  # the access log, before the generic type routes
+        *module_routes.module_routes(),  # the module registry, for the administrator
         Route("/{type}", type_level, methods=["GET", "POST", "PUT", "DELETE"]),
         Route("/{type}/_history", type_history, methods=["GET"]),
         Route("/{type}/_search", type_search, methods=["POST"]),

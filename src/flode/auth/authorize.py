@@ -5,8 +5,10 @@ App Launch: https://hl7.org/fhir/smart-app-launch/app-launch.html):
    redirect URIs (else an error page: never redirect to an unchecked URI), then `code` with a
    PKCE S256 challenge, `aud` naming this FHIR server, scopes the module may have, and, for an
    EHR launch, a valid `launch` (else an error redirect to the app).
-2. The clinician logs in (flode.auth.identity).
-3. When `patient/` scopes need a patient and no launch gave one, the clinician picks one.
+2. The clinician logs in (flode.auth.identity) and, with several commissions, chooses the one
+   the session is for.
+3. When `patient/` scopes need a patient and no launch gave one, the clinician picks one; a
+   standalone launch asking for `launch/encounter` then picks one of the patient's encounters.
 4. The app gets a code at its redirect URI; the code's tokens carry the clinician's claims.
 """
 
@@ -26,9 +28,10 @@ from flode.auth.grants import code_expiry, new_grant_id
 from flode.auth.identity import Clinician, LoginFailed
 from flode.auth.issuing import Grant, digest
 from flode.auth.modules import Module, split_list
-from flode.auth.pages import error_page, picker_page
+from flode.auth.pages import commission_page, encounter_page, error_page, picker_page
 from flode.auth.pending import AUTHORIZE, LOGIN, Pending, open_signed, sign
 from flode.auth.server import Authorization, accepted, urls_of
+from flode.context import RequestContext
 
 _CHALLENGE_LENGTH = range(43, 129)
 
@@ -131,8 +134,11 @@ async def login(auth: Authorization, request: Request) -> Response:
     return await _logged_in(auth, request, pending, clinician)
 
 
-async def pick_patient(auth: Authorization, request: Request) -> Response:
-    """The patient picker's answer (`POST /auth/patient`)."""
+async def _step(
+    auth: Authorization, request: Request
+) -> tuple[dict[str, str], Pending, Clinician, Module] | Response:
+    """The form of a step after login (`login`: the signed request and clinician), or the page
+    that says why it cannot go on."""
     try:
         form = await read_form(request)
         pending, clinician = open_signed(auth.tokens.keys(), form.get("login", ""), LOGIN)
@@ -142,14 +148,62 @@ async def pick_patient(auth: Authorization, request: Request) -> Response:
     module = await _module(auth, pending)
     if module is None:
         return error_page("Unknown app", "The app is no longer registered or was disabled.")
+    return form, pending, clinician, module
+
+
+async def pick_commission(auth: Authorization, request: Request) -> Response:
+    """The commission chosen (`POST /auth/commission`): the tokens carry its HSA-id and its care
+    unit and care provider (DOMAIN.md L1, L3)."""
+    step = await _step(auth, request)
+    if isinstance(step, Response):
+        return step
+    form, pending, clinician, module = step
+    chosen = clinician.choose(form.get("commission", ""))
+    if chosen is None:
+        login_token = sign(auth.tokens.keys(), pending, clinician)
+        return commission_page(module.name, clinician, login_token, "Choose one of the listed.")
+    return await _continue(auth, request, module, pending, chosen)
+
+
+async def pick_patient(auth: Authorization, request: Request) -> Response:
+    """The patient picker's answer (`POST /auth/patient`)."""
+    step = await _step(auth, request)
+    if isinstance(step, Response):
+        return step
+    form, pending, clinician, module = step
+    if clinician.must_choose:  # the commission first
+        return await _continue(auth, request, module, pending, clinician)
     patient = await directory.find_patient(auth.services, form.get("patient", ""))
     if patient is None:
         login_token = sign(auth.tokens.keys(), pending, clinician)
         return picker_page(
             module.name, clinician, login_token, "No single patient has that personnummer or id."
         )
-    return await _issue_code(
-        auth, request, dataclasses.replace(pending, patient=patient), clinician
+    return await _continue(
+        auth, request, module, dataclasses.replace(pending, patient=patient), clinician
+    )
+
+
+async def pick_encounter(auth: Authorization, request: Request) -> Response:
+    """The encounter picker's answer (`POST /auth/encounter`): one of the patient's encounters
+    the clinician may see."""
+    step = await _step(auth, request)
+    if isinstance(step, Response):
+        return step
+    form, pending, clinician, module = step
+    if clinician.must_choose or pending.patient is None:
+        return await _continue(auth, request, module, pending, clinician)
+    found = await _encounters(auth, request, module, pending.patient, clinician)
+    chosen = form.get("encounter", "")
+    if not found:  # none (any more) to choose from: the app opens without one
+        return await _continue(auth, request, module, pending, clinician)
+    if chosen not in {id for id, _, _ in found}:
+        login_token = sign(auth.tokens.keys(), pending, clinician)
+        return encounter_page(
+            module.name, clinician, found, login_token, "Choose one of the listed encounters."
+        )
+    return await _continue(
+        auth, request, module, dataclasses.replace(pending, encounter=chosen), clinician
     )
 
 
@@ -164,12 +218,59 @@ async def _logged_in(
     module = await _module(auth, pending)
     if module is None:
         return error_page("Unknown app", "The app is no longer registered or was disabled.")
+    return await _continue(auth, request, module, pending, clinician)
+
+
+def _picks_encounter(pending: Pending) -> bool:
+    """A standalone launch (no `launch` scope: that is an EHR's) that asks for an encounter
+    (`launch/encounter`) and has none yet, for a patient chosen."""
+    return (
+        "launch/encounter" in pending.scopes
+        and "launch" not in pending.scopes
+        and pending.encounter is None
+        and pending.patient is not None
+    )
+
+
+async def _encounters(
+    auth: Authorization, request: Request, module: Module, patient: str, clinician: Clinician
+) -> list[tuple[str, str, str]]:
+    """The patient's encounters, as the clinician may see them through the app."""
+    ctx = RequestContext(
+        request_id=f"authorization:{secrets.token_hex(8)}",
+        base_url=urls_of(request, auth.config).fhir_base,
+        user_hsa_id=clinician.hsa_id,
+        commission_hsa_id=clinician.commission_hsa_id,
+        care_unit_hsa_id=clinician.care_unit_hsa_id,
+        care_provider_hsa_id=clinician.care_provider_hsa_id,
+        personnummer=clinician.personnummer,
+        client_id=module.client_id,
+        subject=clinician.hsa_id,
+        scopes=frozenset({"user/Encounter.rs"}),
+        care_relationship_days=auth.config.care_relationship_days,
+    )
+    return await directory.encounters_of(auth.services, ctx, patient)
+
+
+async def _continue(
+    auth: Authorization, request: Request, module: Module, pending: Pending, clinician: Clinician
+) -> Response:
+    """The next step of a login: the commission to work under, the patient, the encounter, then
+    the code for the app. Every step comes through here, so none can be skipped."""
+    keys = auth.tokens.keys()
+    if clinician.must_choose:
+        return commission_page(module.name, clinician, sign(keys, pending, clinician))
     if "fhirUser" in pending.scopes and clinician.practitioner_id is None:
         found = await directory.practitioner_of(auth.services, clinician.hsa_id)
         clinician = dataclasses.replace(clinician, practitioner_id=found)
     if granting.needs_patient(pending.scopes) and pending.patient is None:
-        login_token = sign(auth.tokens.keys(), pending, clinician)
-        return picker_page(module.name, clinician, login_token)
+        return picker_page(module.name, clinician, sign(keys, pending, clinician))
+    if _picks_encounter(pending):
+        assert pending.patient is not None
+        found_encounters = await _encounters(auth, request, module, pending.patient, clinician)
+        if found_encounters:
+            login_token = sign(keys, pending, clinician)
+            return encounter_page(module.name, clinician, found_encounters, login_token)
     return await _issue_code(auth, request, pending, clinician)
 
 

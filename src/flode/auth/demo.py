@@ -1,6 +1,7 @@
-"""The demo region's side of authorization: its staff as users of the development login, and two
-registered modules to try the flows with (seeded by `make run` on a first start); the demo
-laboratory acts for one of the region's care units.
+"""The demo region's side of authorization: its staff as users of the development login (one of
+them with two commissions, to choose between at login), and two registered modules to try the
+flows with (seeded by `make run` on a first start); the demo laboratory acts for one of the
+region's care units.
 
 The staff, their care units and the care provider come from flode.demo.organizations. Their
 personnummer are Skatteverket's published test numbers (never assigned to real people); the
@@ -22,7 +23,7 @@ from starlette.responses import Response
 
 from flode.auth import modules
 from flode.auth.forms import read_form
-from flode.auth.identity import Clinician, LoginFailed
+from flode.auth.identity import Clinician, Commission, LoginFailed
 from flode.auth.modules import Declaration, InvalidModule, Module
 from flode.auth.pages import login_page
 from flode.demo.organizations import PRACTITIONER_ROLES, PRACTITIONERS, PROVIDER, UNITS
@@ -35,6 +36,13 @@ _STAFF_IDS = {
     "SE2321000131-P000000000122": ("197702022380", "SE2321000131-C000000000122"),
     "SE2321000131-P000000000131": ("197703012380", "SE2321000131-C000000000131"),
     "SE2321000131-P000000000141": ("197704122386", "SE2321000131-C000000000141"),
+}
+
+
+# Employee HSA-id → a second commission (HSA-id, unit key): a physician who also works shifts at
+# another unit, and so chooses at login which commission the session is for.
+_SECOND_COMMISSIONS = {
+    "SE2321000131-P000000000131": ("SE2321000131-C000000000135", "med5-sas"),
 }
 
 
@@ -53,6 +61,14 @@ def demo_users() -> list[tuple[Clinician, str]]:
         hsa = _hsa_id(practitioner)
         personnummer, commission = _STAFF_IDS[hsa]
         name = practitioner["name"][0]
+        does = role["code"][0]["text"]
+        commissions: tuple[Commission, ...] = ()
+        if hsa in _SECOND_COMMISSIONS:
+            second, key = _SECOND_COMMISSIONS[hsa]
+            commissions = tuple(
+                Commission(c, _hsa_id(u), _hsa_id(PROVIDER), f"{does}, {u['name']}")
+                for c, u in ((commission, unit), (second, UNITS[key]))
+            )
         clinician = Clinician(
             hsa_id=hsa,
             name=f"{' '.join(name['given'])} {name['family']}",
@@ -61,8 +77,9 @@ def demo_users() -> list[tuple[Clinician, str]]:
             care_unit_hsa_id=_hsa_id(unit),
             care_provider_hsa_id=_hsa_id(PROVIDER),
             practitioner_id=practitioner["id"],
+            commissions=commissions,
         )
-        users.append((clinician, f"{role['code'][0]['text']}, {unit['name']}"))
+        users.append((clinician, f"{does}, {unit['name']}"))
     return users
 
 

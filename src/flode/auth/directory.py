@@ -1,6 +1,7 @@
 """The few lookups the authorization server makes in the record: the patient a clinician picks
-(by personnummer or id) and the Practitioner behind a clinician's HSA-id (the `fhirUser`
-claim). They go through the search interaction like any other read."""
+(by personnummer or id), the patient's encounters to pick one from, and the Practitioner behind
+a clinician's HSA-id (the `fhirUser` claim). They go through the search interaction like any
+other read."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import orjson
 
 from flode.context import RequestContext
+from flode.fhir.errors import FhirError
 from flode.interactions.search import search
 from flode.interactions.services import Services
 
@@ -55,3 +57,34 @@ async def patient_exists(services: Services, id: str) -> bool:
         return False
     version = await services.store.read("Patient", id)
     return version is not None and not version.deleted
+
+
+async def encounters_of(
+    services: Services, ctx: RequestContext, patient: str
+) -> list[tuple[str, str, str]]:
+    """The patient's encounters that the clinician of `ctx` may see (the access rules apply
+    and the search is logged, as any search of theirs), newest first: (id, what, details)."""
+    params = [("subject", f"Patient/{patient}"), ("_count", "100")]
+    try:
+        outcome = await search(services, ctx, "Encounter", params)
+    except FhirError:
+        return []  # none they may see
+    body = orjson.loads(orjson.dumps(outcome.body or {}))
+    found = []
+    encounters = [
+        e["resource"]
+        for e in body.get("entry", [])
+        if e.get("resource", {}).get("resourceType") == "Encounter"
+    ]
+    encounters.sort(key=lambda e: str(e.get("period", {}).get("start", "")), reverse=True)
+    for encounter in encounters:
+        kind = encounter.get("class", {})
+        start = str(encounter.get("period", {}).get("start", ""))[:10] or "no date"
+        provider = encounter.get("serviceProvider", {})
+        where = provider.get("display") or provider.get("identifier", {}).get("value") or ""
+        what = next((t.get("text") for t in encounter.get("type", []) if t.get("text")), "")
+        details = " · ".join(v for v in (what, where, encounter.get("status", "")) if v)
+        found.append(
+            (encounter["id"], f"{start} · {kind.get('display') or kind.get('code', '')}", details)
+        )
+    return found

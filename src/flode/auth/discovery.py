@@ -7,17 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from flode.auth.assertions import ALGORITHMS
+from flode.auth.granting import USER_SCOPES
 from flode.auth.keys import ALGORITHM
 from flode.auth.server import Urls
 
 SCOPES = [
-    "openid",
-    "fhirUser",
-    "profile",
-    "launch",
-    "launch/patient",
-    "offline_access",
-    "online_access",
+    *USER_SCOPES,
     "patient/*.cruds",
     "user/*.cruds",
     "system/*.cruds",
@@ -33,6 +28,7 @@ CAPABILITIES = [
     "context-ehr-patient",
     "context-ehr-encounter",
     "context-standalone-patient",
+    "context-standalone-encounter",
     "context-banner",
     "permission-offline",
     "permission-online",

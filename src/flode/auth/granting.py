@@ -18,6 +18,22 @@ from flode.access.scopes import ACTIONS, Grant, parse_scope
 USER_FACING = frozenset({"patient", "user"})
 BACKEND = frozenset({"system"})
 ALL = USER_FACING | BACKEND
+USER_SCOPES = (
+    "openid",
+    "fhirUser",
+    "profile",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "offline_access",
+    "online_access",
+)
+"""Scopes about a user or a launch: they mean nothing to a backend module."""
+USER_ONLY = frozenset(USER_SCOPES)
+LAUNCH = "flode/launch"
+"""Lets an EHR module create launches for the apps it opens (flode.auth.introspection)."""
+NAMED = USER_ONLY | {LAUNCH}
+"""Every scope other than a data scope that a module may be registered for."""
 
 
 def _render(grant: Grant) -> str:
@@ -66,14 +82,22 @@ def granted(
     return sorted(result)
 
 
+def unknown(scopes: Iterable[str]) -> list[str]:
+    """The scopes that are neither a data scope (v1 or v2, flode.access.scopes) nor one of
+    `NAMED`: a registration naming one would be granted nothing for it."""
+    return [s for s in scopes if s not in NAMED and parse_scope(s) is None]
+
+
 def has_data_access(scopes: Iterable[str]) -> bool:
     return any(parse_scope(s) is not None for s in scopes)
 
 
 def needs_patient(scopes: Iterable[str]) -> bool:
-    """A patient must be picked: the app asked for one (`launch/patient`), or it has `patient/`
-    scopes, which only mean something with a patient in context."""
+    """A patient must be picked: the app asked for one (`launch/patient`) or for an encounter
+    (`launch/encounter`, which is one patient's), or it has `patient/` scopes, which only mean
+    something with a patient in context."""
     return any(
-        s == "launch/patient" or ((g := parse_scope(s)) is not None and g.context == "patient")
+        s in ("launch/patient", "launch/encounter")
+        or ((g := parse_scope(s)) is not None and g.context == "patient")
         for s in scopes
     )

@@ -30,6 +30,7 @@ from flode.auth.errors import (
     invalid_scope,
     unsupported_grant_type,
 )
+from flode.auth.granting import USER_ONLY
 from flode.auth.issuing import Grant, digest
 from flode.auth.modules import Module, split_list
 from flode.auth.server import Authorization, Urls
@@ -37,19 +38,6 @@ from flode.auth.server import Authorization, Urls
 CODE_SECONDS = 120
 # RFC 7636 §4.1.
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
-# Scopes about a user or a launch mean nothing to a backend module.
-USER_ONLY = frozenset(
-    {
-        "openid",
-        "fhirUser",
-        "profile",
-        "launch",
-        "launch/patient",
-        "launch/encounter",
-        "offline_access",
-        "online_access",
-    }
-)
 
 
 def audiences(urls: list[Urls], endpoint: str) -> set[str]:
@@ -196,13 +184,14 @@ async def _rotate(
         "UPDATE auth_refresh_token SET used = now() WHERE token_hash = $1", row["token_hash"]
     )
     grant = Grant.load(row["grant_id"], row["subject"], scopes, row["claims"])
+    # With `openid`, a fresh ID token too (OpenID Connect Core §12.2), without the nonce of
+    # the login.
     response, _ = await issuing.for_user(
         auth,
         conn,
         urls,
         client,
         grant,
-        with_id_token=False,
         refresh_expires=row["expires"],
         refresh_scopes=original,
     )

@@ -18,13 +18,13 @@ from typing import Any
 
 from flode.auth import directory, issuing, modules
 from flode.auth.errors import OAuthError, invalid_request, unauthorized_client
+from flode.auth.granting import LAUNCH as LAUNCH_SCOPE
 from flode.auth.issuing import digest
 from flode.auth.local import OPERATOR as ADMIN_CLIENT
 from flode.auth.modules import Module
 from flode.auth.server import Authorization, Urls
 from flode.auth.tokens import AccessToken, InvalidToken
 
-LAUNCH_SCOPE = "flode/launch"
 LAUNCH_SECONDS = 300
 
 

@@ -14,20 +14,24 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from flode.auth import granting
+from flode.auth.local import OPERATOR
 from flode.identifiers import InvalidIdentifier, hsa_id
 
 Connection = asyncpg.Connection | PoolConnectionProxy | asyncpg.Pool
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
+_RESOURCE_TYPE = re.compile(r"^(\*|[A-Z][A-Za-z]{1,63})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,11 @@ class Declaration:
 
     def may_write(self, resource_type: str) -> bool:
         return "*" in self.writes or resource_type in self.writes
+
+    def listed(self) -> list[tuple[str, list[str]]]:
+        """What is declared, sorted, for each of reads, writes and topics that is not empty."""
+        found = (("reads", self.reads), ("writes", self.writes), ("topics", self.topics))
+        return [(label, sorted(values)) for label, values in found if values]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +95,23 @@ class Module:
 
 
 class InvalidModule(ValueError):
-    """A registration that cannot be stored; the text says what to fix."""
+    """A registration that cannot be stored; the text says what to fix, and `about` names the
+    field of the registration it is about (`client_id`, `name`, `scopes`, `jwks`, `jwks_url`,
+    `redirect_uris`, `reads`, `writes`, `topics`, `care_unit`, `care_provider`), if one."""
+
+    def __init__(self, text: str, about: str | None = None) -> None:
+        super().__init__(text)
+        self.about = about
+
+
+def jwks_document(value: Any) -> dict[str, Any]:
+    """A JWKS as given: a JSON object with a `keys` list, or a single JWK, which is taken as a
+    JWKS of one key; InvalidModule for anything else."""
+    if isinstance(value, dict) and "keys" not in value and "kty" in value:
+        value = {"keys": [value]}
+    if not isinstance(value, dict):
+        raise InvalidModule("a JWKS is a JSON object with a 'keys' list (or one JWK)", "jwks")
+    return value
 
 
 def public_jwks(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,15 +119,15 @@ def public_jwks(raw: Mapping[str, Any]) -> dict[str, Any]:
     stored, and every key must be usable for signatures (RSA or EC)."""
     keys = raw.get("keys")
     if not isinstance(keys, list) or not keys:
-        raise InvalidModule("a JWKS is a JSON object with a non-empty 'keys' list")
+        raise InvalidModule("a JWKS is a JSON object with a non-empty 'keys' list", "jwks")
     try:
         imported = KeySet.import_key_set({"keys": keys})
     except (JoseError, ValueError, TypeError, KeyError) as exc:
-        raise InvalidModule(f"the JWKS cannot be read: {exc}") from None
+        raise InvalidModule(f"the JWKS cannot be read: {exc}", "jwks") from None
     result = []
     for key, source in zip(imported.keys, keys, strict=True):
         if key.key_type not in ("RSA", "EC"):
-            raise InvalidModule(f"key type {key.key_type} cannot sign with RS384 or ES384")
+            raise InvalidModule(f"key type {key.key_type} cannot sign with RS384 or ES384", "jwks")
         public = key.as_dict(private=False)
         for name in ("kid", "alg", "use", "key_ops"):
             if name in source:
@@ -122,8 +147,8 @@ def owner(care_unit: str | None, care_provider: str | None) -> tuple[str | None,
         given, missing = ("care unit", "care provider") if unit else ("care provider", "care unit")
         raise InvalidModule(
             f"a module acts for a care unit and its care provider together: the {given} is "
-            f"given but not the {missing} (give both, --care-unit and --care-provider, or "
-            "neither)"
+            f"given but not the {missing} (give both or neither)",
+            missing.replace(" ", "_"),
         )
     return _hsa_id("care unit", unit), _hsa_id("care provider", provider)
 
@@ -132,7 +157,7 @@ def _hsa_id(what: str, value: str) -> str:
     try:
         return hsa_id(value)
     except InvalidIdentifier as exc:
-        raise InvalidModule(f"the {what}: {exc}") from None
+        raise InvalidModule(f"the {what}: {exc}", what.replace(" ", "_")) from None
 
 
 def new_client_id(name: str) -> str:
@@ -175,51 +200,137 @@ def _module(row: asyncpg.Record) -> Module:
     )
 
 
-async def add(conn: Connection, module: Module) -> Module:
-    """Register a module; InvalidModule when the registration cannot work."""
+def checked(module: Module) -> Module:
+    """The registration as it is stored (the public part of its JWKS, its owner's HSA-ids
+    normalised); InvalidModule when it cannot work."""
     if not CLIENT_ID.match(module.client_id):
-        raise InvalidModule(f"'{module.client_id}' is not a usable client id")
+        raise InvalidModule(f"'{module.client_id}' is not a usable client id", "client_id")
+    if module.client_id == OPERATOR:
+        raise InvalidModule(f"'{OPERATOR}' is the built-in administrator's client id", "client_id")
     if not module.name.strip():
-        raise InvalidModule("a module needs a name")
+        raise InvalidModule("a module needs a name", "name")
     if not module.scopes:
-        raise InvalidModule("a module needs at least one scope it may be granted")
+        raise InvalidModule("a module needs at least one scope it may be granted", "scopes")
+    unknown = granting.unknown(module.scopes)
+    if unknown:
+        raise InvalidModule(
+            f"not a scope Flöde grants: {', '.join(unknown)} (data scopes are like "
+            "system/Patient.rs or user/*.cruds; the others are "
+            f"{', '.join(sorted(granting.NAMED))})",
+            "scopes",
+        )
     if module.jwks is not None and module.jwks_url is not None:
-        raise InvalidModule("give the JWKS inline or as a URL, not both")
+        raise InvalidModule("give the JWKS inline or as a URL, not both", "jwks")
+    if module.jwks_url is not None and not _absolute(module.jwks_url):
+        raise InvalidModule(f"the JWKS URL {module.jwks_url!r} must be an http(s) URL", "jwks_url")
     if not module.confidential and not module.redirect_uris:
         raise InvalidModule(
-            "a module without keys can only log users in: give it a JWKS (--jwks) or a "
-            "redirect URI (--redirect-uri)"
+            "a module without keys can only log users in: give it a JWKS or a redirect URI",
+            "redirect_uris",
         )
     for uri in module.redirect_uris:
-        if not uri.startswith(("https://", "http://")) or "#" in uri:
-            raise InvalidModule(f"redirect URI {uri!r} must be an absolute http(s) URL")
+        if not _absolute(uri) or "#" in uri:
+            raise InvalidModule(
+                f"redirect URI {uri!r} must be an absolute http(s) URL", "redirect_uris"
+            )
+    for about, values in (
+        ("reads", module.declaration.reads),
+        ("writes", module.declaration.writes),
+    ):
+        wrong = sorted(v for v in values if not _RESOURCE_TYPE.match(v))
+        if wrong:
+            raise InvalidModule(f"not a resource type (or *): {', '.join(wrong)}", about)
+    wrong_topics = sorted(t for t in module.declaration.topics if not _absolute(t))
+    if wrong_topics:
+        raise InvalidModule(
+            "a topic is the canonical http(s) URL of a SubscriptionTopic: "
+            + ", ".join(wrong_topics),
+            "topics",
+        )
     jwks = public_jwks(module.jwks) if module.jwks is not None else None
     care_unit, care_provider = owner(module.care_unit_hsa_id, module.care_provider_hsa_id)
+    return replace(
+        module, jwks=jwks, care_unit_hsa_id=care_unit, care_provider_hsa_id=care_provider
+    )
+
+
+def _absolute(uri: str) -> bool:
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in uri
+
+
+def _stored(module: Module) -> list[Any]:
+    """The registration's columns, in the order of `_COLUMNS`."""
+    return [
+        module.name,
+        module.vendor,
+        module.contact,
+        json.dumps(module.jwks) if module.jwks is not None else None,
+        module.jwks_url,
+        list(module.scopes),
+        list(module.redirect_uris),
+        sorted(module.declaration.reads),
+        sorted(module.declaration.writes),
+        sorted(module.declaration.topics),
+        module.care_unit_hsa_id,
+        module.care_provider_hsa_id,
+    ]
+
+
+_COLUMNS = (
+    "name, vendor, contact, jwks, jwks_url, scopes, redirect_uris, reads, writes, topics, "
+    "care_unit_hsa_id, care_provider_hsa_id"
+)
+
+
+async def add(conn: Connection, module: Module) -> Module:
+    """Register a module; InvalidModule when the registration cannot work."""
+    module = checked(module)
     try:
         row = await conn.fetchrow(
-            """INSERT INTO auth_client (id, name, vendor, contact, jwks, jwks_url, scopes,
-                   redirect_uris, reads, writes, topics, enabled, care_unit_hsa_id,
-                   care_provider_hsa_id)
-               VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-               RETURNING *""",
+            f"""INSERT INTO auth_client (id, enabled, {_COLUMNS})
+                VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14)
+                RETURNING *""",
             module.client_id,
-            module.name,
-            module.vendor,
-            module.contact,
-            json.dumps(jwks) if jwks is not None else None,
-            module.jwks_url,
-            list(module.scopes),
-            list(module.redirect_uris),
-            sorted(module.declaration.reads),
-            sorted(module.declaration.writes),
-            sorted(module.declaration.topics),
             module.enabled,
-            care_unit,
-            care_provider,
+            *_stored(module),
         )
     except asyncpg.UniqueViolationError:
-        raise InvalidModule(f"a module with client id '{module.client_id}' exists") from None
+        raise InvalidModule(
+            f"a module with client id '{module.client_id}' exists", "client_id"
+        ) from None
     await bump(conn)
+    assert row is not None
+    return _module(row)
+
+
+async def update(
+    conn: asyncpg.Connection | PoolConnectionProxy,
+    client_id: str,
+    change: Callable[[Module], Module],
+) -> Module | None:
+    """Store `change` of the module's registration (its client id, whether it is enabled and
+    its counts stay as they are), checked as a new one is; the module as it is now, None when
+    there is none, InvalidModule (and nothing changed) when the result cannot work. Tokens
+    issued before keep what they carry until they expire; what the module declares holds for
+    every request at once."""
+    async with conn.transaction():
+        row = await conn.fetchrow("SELECT * FROM auth_client WHERE id = $1 FOR UPDATE", client_id)
+        if row is None:
+            return None
+        current = _module(row)
+        wanted = checked(replace(change(current), client_id=current.client_id))
+        row = await conn.fetchrow(
+            f"""UPDATE auth_client SET ({_COLUMNS}) =
+                    ROW($2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
+                WHERE id = $1 RETURNING *""",
+            client_id,
+            *_stored(wanted),
+        )
+        await bump(conn)
     assert row is not None
     return _module(row)
 
@@ -262,23 +373,19 @@ async def set_enabled(
 
 
 async def set_owner(
-    conn: Connection, client_id: str, care_unit: str | None, care_provider: str | None
+    conn: asyncpg.Connection | PoolConnectionProxy,
+    client_id: str,
+    care_unit: str | None,
+    care_provider: str | None,
 ) -> Module | None:
     """Make the module act for this care unit and care provider (both None: for none); the
     module as it is now, None when there is none, InvalidModule when the HSA-ids cannot be
     used. Tokens issued before keep what they carry until they expire."""
-    unit, provider = owner(care_unit, care_provider)
-    row = await conn.fetchrow(
-        """UPDATE auth_client SET care_unit_hsa_id = $2, care_provider_hsa_id = $3
-           WHERE id = $1 RETURNING *""",
+    return await update(
+        conn,
         client_id,
-        unit,
-        provider,
+        lambda m: replace(m, care_unit_hsa_id=care_unit, care_provider_hsa_id=care_provider),
     )
-    if row is None:
-        return None
-    await bump(conn)
-    return _module(row)
 
 
 async def count_token(conn: Connection, client_id: str) -> None:

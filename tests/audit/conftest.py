@@ -16,8 +16,10 @@ from conftest import Server
 from flode.auth.local import issue_local
 from flode.config import Config
 from flode.context import RequestContext
+from flode.fhir.definitions import Definitions
 from flode.store.migrate import migrate
 
+REVIEWER = ("user/AuditEvent.rs",)
 UNIT = "SE2321000131-E000000000101"
 PROVIDER = "SE2321000131-E000000000001"
 USER = "SE2321000131-P000000000101"
@@ -54,6 +56,20 @@ def token(
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+@pytest.fixture
+async def reviewer(server: Server, test_config: Config) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the server with a log reviewer's token (and no user)."""
+    headers = token(server, test_config, REVIEWER, client_id=f"reviewer-{new_id()[:8]}")
+    async with httpx.AsyncClient(base_url=server.base_url + "/", headers=headers) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def definitions() -> Definitions:
+    """The FHIR R4 definitions, to validate what the log serves."""
+    return Definitions.load()
 
 
 @pytest.fixture(scope="session")

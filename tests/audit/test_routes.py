@@ -5,7 +5,6 @@ AuditEvent cannot be written (flode.api.audit_routes, flode.audit.review)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -22,17 +21,9 @@ from flode.fhir.errors import FhirError
 from flode.interactions.services import Services
 from flode.interactions.update import prepare_update
 
-from .conftest import UNIT, clinician, new_id, token
+from .conftest import REVIEWER, UNIT, clinician, new_id, token
 
-REVIEWER = ("user/AuditEvent.rs",)
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
-
-
-@pytest.fixture
-async def reviewer(server: Server, test_config: Config) -> AsyncIterator[httpx.AsyncClient]:
-    headers = token(server, test_config, REVIEWER, client_id=f"reviewer-{new_id()[:8]}")
-    async with httpx.AsyncClient(base_url=server.base_url + "/", headers=headers) as c:
-        yield c
 
 
 async def ids(client: httpx.AsyncClient, params: dict[str, Any] | list[Any]) -> list[str]:

@@ -1,7 +1,10 @@
 """The access log over HTTP (docs/audit.md): review (`GET [base]/AuditEvent?…`,
 `GET [base]/AuditEvent/{id}`, `POST [base]/AuditEvent/_search`, `GET [base]/Patient/{id}/
-AuditEvent`) and the patient's log extract
-(`GET [base]/Patient/{id}/$log-extract`, as a Bundle, an HTML page or a PDF).
+AuditEvent`), the patient's log extract (`GET [base]/Patient/{id}/$log-extract`, as a Bundle,
+an HTML page or a PDF), and systematic review: drawing a sample
+(`GET|POST [base]/AuditEvent/$review-sample`), recording what a reviewer concluded
+(`POST [base]/AuditEvent/$review-result`) and reading it back
+(`GET [base]/AuditEvent/$review-results`).
 
 AuditEvents are served from the log itself, not from the resource tables; the FHIR routes
 splice these in before their generic `/{type}` routes. Writes of AuditEvent fall through to
@@ -18,9 +21,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from flode.api import routes
+from flode.api.body import read_optional_json
 from flode.api.negotiation import FORMAT_PARAMS, Prefer
 from flode.api.responses import fhir_response
-from flode.audit import extract, review
+from flode.audit import extract, parameters, results, review, sample
 from flode.audit.pdf import pdf_document
 from flode.context import RequestContext
 from flode.fhir.bundle import etag
@@ -99,9 +103,54 @@ async def log_extract(request: Request) -> Response:
     return fhir_response(request, 200, extract.bundle_of(ctx, found))
 
 
+async def _given(
+    request: Request, operation: str, single: tuple[str, ...], repeated: tuple[str, ...]
+) -> parameters.Given:
+    """The parameters of the URL and, for a POST, of its Parameters body."""
+    body = None
+    if request.method == "POST":
+        body = await read_optional_json(request, routes.config_of(request).max_body_bytes)
+    return parameters.given(operation, routes.params(request), body, single, repeated)
+
+
+async def review_sample(request: Request) -> Response:
+    """`GET|POST [base]/AuditEvent/$review-sample` (DOMAIN.md L5, flode.audit.sample)."""
+    ctx = routes.context(request)
+    asked = await _given(request, sample.SAMPLE, sample.SINGLE, sample.REPEATED)
+    drawn = await sample.draw(routes.services_of(request).store.pool, ctx, asked)
+    return fhir_response(request, 200, sample.sample_bundle(ctx, drawn))
+
+
+async def review_result(request: Request) -> Response:
+    """`POST [base]/AuditEvent/$review-result`: store a reviewer's conclusion (flode.audit.
+    results); answers the Basic it is kept as."""
+    ctx = routes.context(request)
+    given = await _given(request, results.RESULT, results.RESULT_SINGLE, results.RESULT_REPEATED)
+    content = await results.record(routes.services_of(request).store.pool, ctx, given)
+    return fhir_response(request, 200, content)
+
+
+async def review_results(request: Request) -> Response:
+    """`GET [base]/AuditEvent/$review-results?reviewer&entry&from&to&outcome`."""
+    ctx = routes.context(request)
+    services = routes.services_of(request)
+    found = await results.find_results(
+        services.store.pool,
+        ctx,
+        routes.params(request),
+        default_count=services.default_page_size,
+        max_count=services.max_page_size,
+    )
+    return fhir_response(request, 200, results.results_bundle(ctx, found))
+
+
 def log_routes() -> list[Route]:
     return [
         Route("/AuditEvent", search, methods=["GET"]),
+        # Before /AuditEvent/{id}, which would take them for ids.
+        Route("/AuditEvent/$review-sample", review_sample, methods=["GET", "POST"]),
+        Route("/AuditEvent/$review-result", review_result, methods=["POST"]),
+        Route("/AuditEvent/$review-results", review_results, methods=["GET"]),
         Route("/AuditEvent/_search", search, methods=["POST"]),
         Route("/AuditEvent/{id}", read, methods=["GET"]),
         Route("/Patient/{id}/AuditEvent", search, methods=["GET"]),

@@ -50,6 +50,7 @@ _OPERATIONS = (
     ("group-export", f"{_BULK}/group-export"),
     ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"),
     ("log-extract", "http://flode.example.org/OperationDefinition/Patient-log-extract"),
+    *audit_query.OPERATIONS,  # systematic log review (docs/audit.md)
     *module_parameters.OPERATIONS,  # the module registry, for the administrator
 )
 

@@ -3,8 +3,9 @@
 Callers record every access with `append(executor, ctx, [Access(...), …])`, one `Access` per
 patient touched, on the connection of the access's own transaction. The entries are sealed
 into a hash chain in the background (flode.audit.seal), reviewed as AuditEvents
-(flode.audit.review), extracted for the patient (flode.audit.extract) and kept at least five
-years (flode.audit.prune).
+(flode.audit.review), sampled for systematic review (flode.audit.sample) with the reviewers'
+conclusions stored (flode.audit.results), extracted for the patient (flode.audit.extract) and
+kept at least five years (flode.audit.prune).
 """
 
 from __future__ import annotations

@@ -4,22 +4,30 @@ each returns the command's exit code."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from flode.audit import extract as extracts
+from flode.audit import results
+from flode.audit.parameters import Given
 from flode.audit.prune import prune
 from flode.audit.review import find
+from flode.audit.sample import Plan, draw, sample_bundle, summary, why
 from flode.audit.seal import Conn, seal_all
 from flode.audit.verify import counts, verify
 from flode.context import RequestContext
 from flode.fhir.errors import FhirError
 
 OK, BROKEN, FAILED = 0, 1, 2
+T = TypeVar("T")
 
 
 async def verify_chain(conn: Conn, seal: bool, err: Console) -> int:
@@ -60,6 +68,65 @@ async def verify_chain(conn: Conn, seal: bool, err: Console) -> int:
     return BROKEN
 
 
+ENTRY_COLUMNS = ("recorded", "patient", "user", "care unit", "access", "outcome", "flags")
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(extracts.SWEDEN).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def entry_cells(row: asyncpg.Record) -> list[str]:
+    """A log entry as a row of `ENTRY_COLUMNS`."""
+    return [
+        _when(row["recorded"]),
+        row["patient_id"] or "-",
+        row["agent_hsa_id"] or row["client_id"] or "-",
+        row["care_unit"] or "-",
+        f"{row['interaction']} ({row['action']})",
+        row["outcome"],
+        ", ".join(row["flags"]),
+    ]
+
+
+async def unless_refused(err: Console, work: Awaitable[T]) -> T | None:
+    """What `work` gives; None, once said why, when it is refused."""
+    try:
+        return await work
+    except FhirError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        return None
+
+
+def _json(out: Console, value: Any) -> None:
+    out.print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode(), highlight=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Rows of the log (or of review results) as a table, or as their FHIR JSON."""
+
+    title: str
+    columns: tuple[str, ...]
+    cells: Callable[[asyncpg.Record], list[str]]
+    noun: str
+
+    def show(
+        self, out: Console, err: Console, fmt: str, rows: list[asyncpg.Record], more: bool
+    ) -> int:
+        if fmt == "json":
+            _json(out, [orjson.Fragment(row["content"]) for row in rows])
+        else:
+            table = Table(title=self.title, title_justify="left")
+            for column in self.columns:
+                table.add_column(column, overflow="fold")
+            for row in rows:
+                table.add_row(*self.cells(row))
+            out.print(table)
+        hint = " (more match: narrow the search or raise --limit)" if more else ""
+        err.print(f"{len(rows):,} {self.noun}{hint}.", highlight=False)
+        return OK
+
+
 async def search_log(
     conn: Conn,
     ctx: RequestContext,
@@ -69,34 +136,14 @@ async def search_log(
     out: Console,
     err: Console,
 ) -> int:
-    try:
-        found = await find(
-            conn, ctx, [*params, ("_count", str(limit))], default_count=limit, max_count=limit
-        )
-    except FhirError as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
+    found = await unless_refused(
+        err,
+        find(conn, ctx, [*params, ("_count", str(limit))], default_count=limit, max_count=limit),
+    )
+    if found is None:
         return FAILED
-    if fmt == "json":
-        events = [orjson.Fragment(row["content"]) for row in found.rows]
-        out.print(orjson.dumps(events, option=orjson.OPT_INDENT_2).decode(), highlight=False)
-    else:
-        table = Table(title="Access log, newest first", title_justify="left")
-        for column in ("recorded", "patient", "user", "care unit", "access", "outcome", "flags"):
-            table.add_column(column, overflow="fold")
-        for row in found.rows:
-            table.add_row(
-                row["recorded"].astimezone(extracts.SWEDEN).strftime("%Y-%m-%d %H:%M:%S"),
-                row["patient_id"] or "-",
-                row["agent_hsa_id"] or row["client_id"] or "-",
-                row["care_unit"] or "-",
-                f"{row['interaction']} ({row['action']})",
-                row["outcome"],
-                ", ".join(row["flags"]),
-            )
-        out.print(table)
-    more = " (more match: narrow the search or raise --limit)" if found.next_cursor else ""
-    err.print(f"{len(found.rows):,} entries{more}.", highlight=False)
-    return OK
+    listing = Listing("Access log, newest first", ENTRY_COLUMNS, entry_cells, "entries")
+    return listing.show(out, err, fmt, found.rows, found.next_cursor is not None)
 
 
 async def make_extract(
@@ -108,10 +155,8 @@ async def make_extract(
     err: Console,
 ) -> tuple[bytes, int] | None:
     """The extract in `fmt` and how many accesses it lists; None (said why) when refused."""
-    try:
-        found = await extracts.extract(conn, ctx, patient, params)
-    except FhirError as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
+    found = await unless_refused(err, extracts.extract(conn, ctx, patient, params))
+    if found is None:
         return None
     if fmt == "html":
         content = extracts.html_page(found).encode()
@@ -136,3 +181,75 @@ async def prune_log(conn: Conn, ctx: RequestContext, days: int, err: Console) ->
             highlight=False,
         )
     return OK
+
+
+async def sample_log(
+    conn: Conn, ctx: RequestContext, plan: Plan, fmt: str, out: Console, err: Console
+) -> int:
+    """Draw a sample for a review: a table (or the searchset as JSON), and what was drawn."""
+    drawn = await unless_refused(err, draw(conn, ctx, plan))
+    if drawn is None:
+        return FAILED
+    if fmt == "json":
+        _json(out, sample_bundle(ctx, drawn))
+    else:
+        table = Table(title="Review sample", title_justify="left")
+        for column in ("why", *ENTRY_COLUMNS):
+            table.add_column(column, overflow="fold")
+        for rows, randomly in ((drawn.systematic, False), (drawn.random, True)):
+            for row in rows:
+                parts = why(drawn, row, randomly)["extension"]
+                how = " ".join(str(p.get("valueCode", p.get("valuePositiveInt"))) for p in parts)
+                table.add_row(how, *entry_cells(row))
+        out.print(table)
+    for issue in summary(drawn):
+        err.print(f"{issue.diagnostics}.", highlight=False)
+    err.print(f"Draw it again with --seed {drawn.plan.seed}.", highlight=False)
+    return OK
+
+
+async def record_result(
+    conn: Conn, ctx: RequestContext, given: Given, fmt: str, out: Console, err: Console
+) -> int:
+    content = await unless_refused(err, results.record(conn, ctx, given))
+    if content is None:
+        return FAILED
+    if fmt == "json":
+        out.print(content, highlight=False)
+    recorded = orjson.loads(content)
+    err.print(f"Recorded the review result {recorded['id']}.", highlight=False)
+    return OK
+
+
+def _result_cells(row: asyncpg.Record) -> list[str]:
+    return [
+        _when(row["recorded"]),
+        row["reviewer_hsa_id"],
+        row["care_unit"] or "-",
+        row["outcome"],
+        "\n".join(row["entries"]),
+        row["comment"] or "",
+        row["id"],
+    ]
+
+
+async def list_results(
+    conn: Conn,
+    ctx: RequestContext,
+    params: Sequence[tuple[str, str]],
+    limit: int,
+    fmt: str,
+    out: Console,
+    err: Console,
+) -> int:
+    found = await unless_refused(
+        err,
+        results.find_results(
+            conn, ctx, [*params, ("_count", str(limit))], default_count=limit, max_count=limit
+        ),
+    )
+    if found is None:
+        return FAILED
+    columns = ("recorded", "reviewer", "care unit", "outcome", "entries", "comment", "id")
+    listing = Listing("Review results, newest first", columns, _result_cells, "results")
+    return listing.show(out, err, fmt, found.rows, found.next_cursor is not None)

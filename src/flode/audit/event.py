@@ -46,6 +46,7 @@ OWN_CODES = frozenset(
         "emergency-reveal",
         "emergency-open",
         "log-review",
+        "log-review-result",
         "log-extract",
         "log-prune",
     }

@@ -51,6 +51,7 @@ KINDS = {
     ),
     "emergency-open": ("Nödåtkomst: spärrade uppgifter öppnade", "Emergency access: opened"),
     "log-review": ("Loggkontroll", "Log review"),
+    "log-review-result": ("Loggkontroll: resultat registrerat", "Log review: result recorded"),
     "log-extract": ("Logguttag", "Log extract"),
     "log-prune": ("Gallring av loggen", "Log pruned"),
 }

@@ -279,8 +279,16 @@ SEARCH_PARAMS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+# The operations of systematic review (flode.audit.sample, flode.audit.results).
+OPERATIONS: tuple[tuple[str, str], ...] = tuple(
+    (name, f"http://flode.example.org/OperationDefinition/AuditEvent-{name}")
+    for name in ("review-sample", "review-result", "review-results")
+)
+
+
 def capability() -> dict[str, Any]:
-    """AuditEvent in the CapabilityStatement: read and search, from the log itself."""
+    """AuditEvent in the CapabilityStatement: read, search and the review operations, from
+    the log itself."""
     return {
         "type": "AuditEvent",
         "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
@@ -295,4 +303,5 @@ def capability() -> dict[str, Any]:
             {"name": name, "definition": url, "type": kind, "documentation": text}
             for name, kind, url, text in SEARCH_PARAMS
         ],
+        "operation": [{"name": name, "definition": url} for name, url in OPERATIONS],
     }

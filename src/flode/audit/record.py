@@ -36,7 +36,7 @@ from flode.fhir.dates import format_instant
 Executor = asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy
 
 PROTECTED_CODES = ("protected-information", "sekretessmarkering", "skyddadFolkbokforing")
-_FLAG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+FLAG_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +44,11 @@ class Access:
     """One access to one patient's data (or to no patient's, `patient` None).
 
     interaction: read | vread | search | history | create | update | patch | delete |
-    everything | export | emergency-reveal | emergency-open | log-review | log-extract |
-    log-prune; action: AuditEvent.action (C R U D E); outcome: 0 success, 4 minor failure
-    (e.g. denied), 8 serious failure; `what`: the resources touched ("Type/id", at most 100
-    are kept); `flags`: what the caller knows ("no-care-relationship", "blocked-opened", …);
-    `detail`: the query asked, or why the access was denied.
+    everything | export | emergency-reveal | emergency-open | log-review | log-review-result |
+    log-extract | log-prune; action: AuditEvent.action (C R U D E); outcome: 0 success,
+    4 minor failure (e.g. denied), 8 serious failure; `what`: the resources touched
+    ("Type/id", at most 100 are kept); `flags`: what the caller knows ("no-care-relationship",
+    "blocked-opened", …); `detail`: the query asked, or why the access was denied.
     """
 
     interaction: str
@@ -67,7 +67,7 @@ class Access:
         if self.outcome not in OUTCOMES:
             raise ValueError(f"AuditEvent.outcome must be 0, 4, 8 or 12, not '{self.outcome}'")
         for flag in self.flags:
-            if not _FLAG.match(flag):
+            if not FLAG_CODE.match(flag):
                 raise ValueError(f"an audit flag is a code like 'blocked-opened', not '{flag}'")
 
 

@@ -48,12 +48,13 @@ async def logged(
     executor: Executor,
     ctx: RequestContext,
     interaction: str,
-    detail: str,
+    detail: str | Callable[[], str],
     patients: Callable[[], Sequence[str | None]],
     work: Callable[[], Awaitable[T]],
 ) -> T:
     """Run a review and log it: one entry per patient `patients` names once `work` is done
-    (or one of no patient); a refused or failed review is logged as such (outcome 4)."""
+    (or one of no patient), with `detail` (or what it gives once `work` is done); a refused
+    or failed review is logged as such (outcome 4)."""
     try:
         result = await work()
     except FhirError as exc:
@@ -61,7 +62,8 @@ async def logged(
         await append(executor, ctx, [refused])
         raise
     named = list(dict.fromkeys(patients())) or [None]
-    await append(executor, ctx, [Access(interaction, "E", p, detail=detail) for p in named])
+    asked = detail if isinstance(detail, str) else detail()
+    await append(executor, ctx, [Access(interaction, "E", p, detail=asked) for p in named])
     return result
 
 

@@ -1,8 +1,9 @@
-"""`python -m benchmarks [all|crud|search|policy]`: start Flöde, drive each workload at it,
-print tables. `crud` runs create, read, update and history against a fresh server; `search` runs
-the search queries against Synthea data sets loaded once and kept; `policy` runs them as an
+"""`python -m benchmarks [all|crud|search|policy|load]`: start Flöde, drive each workload at
+it, print tables. `crud` runs create, read, update and history against a fresh server; `search`
+runs the search queries against Synthea data sets loaded once and kept; `policy` runs them as an
 operator and as a clinician bound by the Swedish access rules, and measures the access log's
-write rate; `all` (the default) runs all three."""
+write rate; `all` (the default) runs all three. `load` runs `flode load` on Synthea data, with
+`--fast` and through transactions."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from benchmarks import audit, cpu, loader, loadgen, policy, search
+from benchmarks import audit, cpu, loader, loadgen, policy, search, synthea
 from benchmarks.patients import PatientFactory
 from benchmarks.report import (
     Placement,
@@ -47,9 +48,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "what",
         nargs="?",
-        choices=("all", "crud", "search", "policy"),
+        choices=("all", "crud", "search", "policy", "load"),
         default="all",
-        help="which workloads [all: crud, search, then policy]",
+        help="which workloads [all: crud, search, then policy]; load: `flode load` of Synthea "
+        "data, --fast and through transactions",
     )
     parser.add_argument(
         "--duration", type=float, default=10.0, metavar="SECONDS", help="per workload [10]"
@@ -107,6 +109,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     search_options.add_argument(
         "--reload", action="store_true", help="load the data sets again even if they are cached"
+    )
+    load_options = parser.add_argument_group("load")
+    load_options.add_argument(
+        "--runs", type=int, default=2, metavar="N", help="loads per path, alternating [2]"
+    )
+    load_options.add_argument(
+        "--load-data",
+        type=Path,
+        default=synthea.SYNTHEA,
+        metavar="DIR",
+        help="the files to load [../shared/data/synthea]",
+    )
+    load_options.add_argument(
+        "--load-workers", type=int, default=None, metavar="N", help="[flode load's default]"
     )
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.concurrency < 1 or args.max_requests < 1:
@@ -246,6 +262,16 @@ async def _ensure_loaded(server: FlodeServer, console: Console, patients: int, l
     return resources
 
 
+def _search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """How each search query is driven: connections, duration, warm-up, seed."""
+    return {
+        "concurrency": args.search_concurrency,
+        "duration_s": args.search_duration,
+        "warmup_s": min(1.0, args.search_duration / 5),
+        "seed": args.seed,
+    }
+
+
 async def _search_size(
     server: FlodeServer, args: argparse.Namespace, console: Console, patients: int, loaded: bool
 ) -> tuple[list[search.Measured], int]:
@@ -254,10 +280,7 @@ async def _search_size(
         measured = await search.run_all(
             server,
             search.queries(args.seed),
-            concurrency=args.search_concurrency,
-            duration_s=args.search_duration,
-            warmup_s=min(1.0, args.search_duration / 5),
-            seed=args.seed,
+            **_search_options(args),
             status=lambda name: status.update(f"{patients} patients: {name}…"),
         )
     return measured, resources
@@ -315,10 +338,7 @@ async def _policy_size(
         compared = await policy.compare(
             server,
             search.queries(args.seed),
-            concurrency=args.search_concurrency,
-            duration_s=args.search_duration,
-            warmup_s=min(1.0, args.search_duration / 5),
-            seed=args.seed,
+            **_search_options(args),
             status=lambda name: status.update(f"{patients} patients: {name}…"),
         )
         status.update("The access log: appending…")
@@ -377,6 +397,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.what in ("all", "policy"):
         output["policy"], errors = run_policy(args, console, where)
         failed = failed or errors > 0
+    if args.what == "load":
+        found = loader.measure_flode_load(
+            args.load_data, console, runs=args.runs, workers=args.load_workers
+        )
+        loader.print_flode_load(console, args.load_data, found)
+        output["load"] = loader.flode_load_json(found)
+        failed = any(run.failed for run in found)
     if args.json is not None:
         args.json.write_bytes(orjson.dumps(output, option=orjson.OPT_INDENT_2))
         console.print(f"[dim]Results written to {args.json}[/]")

@@ -23,6 +23,7 @@ from flode.audit.seal import Sealer
 from flode.auth.keys import KeyRing
 from flode.auth.server import Authorization
 from flode.auth.tokens import Tokens
+from flode.bulk import import_jobs
 from flode.bulk.jobs import Exporter
 from flode.config import Config
 from flode.context import RequestContext
@@ -60,7 +61,7 @@ async def open_pool(database_url: str, config: Config) -> asyncpg.Pool:
     return pool
 
 
-def build_services(pool: asyncpg.Pool, config: Config) -> Services:
+def build_services(pool: asyncpg.Pool, config: Config, database_url: str = "") -> Services:
     definitions = Definitions.load()
     registry = SearchParameters.load(definitions)
     indexer = Indexer(registry, definitions)
@@ -83,6 +84,19 @@ def build_services(pool: asyncpg.Pool, config: Config) -> Services:
             protected_identity_units=frozenset(config.protected_identity_units),
         ),
         events=Events(
+        importer=import_jobs.Importer(
+            pool,
+            import_jobs.Settings(
+                database_url=database_url,
+                data_dir=config.data_dir,
+                work_dir=config.import_work_path,
+                import_dir=config.import_dir,
+                allowed_hosts=config.import_allowed_hosts,
+                max_bytes=config.import_max_bytes,
+                max_line_bytes=config.max_body_bytes,
+            ),
+            expiry=timedelta(seconds=config.export_expiry_seconds),
+        ),
             allowed_hosts=config.subscription_allowed_hosts,
             settings=EventSettings(
                 poll_seconds=config.events_poll_seconds,
@@ -124,7 +138,7 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
-            services = build_services(pool, config)
+            services = build_services(pool, config, database_url)
             await services.parameters.refresh()
             if config.demo:
                 await seed_demo(services)
@@ -132,6 +146,7 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
             await services.exporter.start()
             await services.events.start(services)
             sealer = Sealer(pool)  # the access log's hash chain (docs/audit.md)
+            await services.importer.start()
             await sealer.start()
             # The authorization server; its revocations decide, per request, which tokens
             # that still verify are no longer good.
@@ -148,6 +163,7 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
                 await services.exporter.close()
                 await services.reindexer.close()
         finally:
+                await services.importer.close()
             await pool.close()
 
     exception_handlers: dict[Any, Any] = {

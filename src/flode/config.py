@@ -12,6 +12,11 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _env_list(name: str, default: str) -> tuple[str, ...]:
+    """A comma-separated setting, its items stripped."""
+    return tuple(h.strip() for h in os.environ.get(name, default).split(",") if h.strip())
+
+
 def _env_flag(name: str) -> bool | None:
     raw = os.environ.get(name)
     return None if not raw else raw.lower() in ("1", "true", "yes", "on")
@@ -103,14 +108,31 @@ class Config:
     def export_path(self) -> Path:
         return self.export_dir if self.export_dir is not None else self.data_dir / "export"
 
+    # Bulk Data `$import` (docs/bulk-data.md).
+    import_dir: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["FLODE_IMPORT_DIR"]) if os.environ.get("FLODE_IMPORT_DIR") else None
+        )
+    )
+    """The directory whose files `$import` may read through `file:` URLs; None: none."""
+    import_allowed_hosts: tuple[str, ...] = field(
+        default_factory=lambda: _env_list("FLODE_IMPORT_ALLOWED_HOSTS", "localhost,127.0.0.0/8,::1")
+    )
+    """The hosts (names, addresses or networks) `$import` may fetch from; no other."""
+    import_max_bytes: int = field(
+        default_factory=lambda: _env_int("FLODE_IMPORT_MAX_BYTES", 1024 * 1024 * 1024)
+    )
+    """The largest input file `$import` fetches (as transferred, compressed or not)."""
+
+    @property
+    def import_work_path(self) -> Path:
+        """Where `$import` keeps the files it fetched while a job runs."""
+        return self.data_dir / "import"
+
     # Events and subscriptions (docs/events.md).
     subscription_allowed_hosts: tuple[str, ...] = field(
-        default_factory=lambda: tuple(
-            h.strip()
-            for h in os.environ.get(
-                "FLODE_SUBSCRIPTION_ALLOWED_HOSTS", "localhost,127.0.0.0/8,::1"
-            ).split(",")
-            if h.strip()
+        default_factory=lambda: _env_list(
+            "FLODE_SUBSCRIPTION_ALLOWED_HOSTS", "localhost,127.0.0.0/8,::1"
         )
     )
     """Hosts (names, addresses or networks) a rest-hook may reach over plain http or at a

@@ -48,6 +48,8 @@ _OPERATIONS = (
     ("export", f"{_BULK}/export"),
     ("patient-export", f"{_BULK}/patient-export"),
     ("group-export", f"{_BULK}/group-export"),
+    # Bulk Data import (docs/bulk-data.md): no OperationDefinition is published for it yet.
+    ("import", "http://flode.example.org/OperationDefinition/import"),
     ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"),
     ("log-extract", "http://flode.example.org/OperationDefinition/Patient-log-extract"),
     *audit_query.OPERATIONS,  # systematic log review (docs/audit.md)

@@ -13,21 +13,20 @@ files. Framework-free: the HTTP adapter is `flode.api.bulk`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 from flode.access import policy
 from flode.bulk import selection as sel
+from flode.bulk.background import asked_by, job_id, served, status_of
 from flode.bulk.jobs import ExportJob, requested_by
 from flode.bulk.manifest import manifest
 from flode.context import RequestContext
 from flode.fhir.dates import parse_instant
-from flode.fhir.errors import FhirError, Issue, bad_request, error, not_found, operation_outcome
+from flode.fhir.errors import Issue, bad_request, error, not_found, operation_outcome
 from flode.interactions.outcome import Outcome
 from flode.interactions.search_access import readable
 from flode.interactions.services import Services
@@ -36,7 +35,6 @@ from flode.store.sql import Args
 OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
 # Parameters of the OperationDefinitions that Flöde does not support (yet).
 UNSUPPORTED = frozenset({"_elements", "includeAssociatedData"})
-RETRY_AFTER_SECONDS = 2
 
 
 @dataclass
@@ -265,38 +263,14 @@ def _status_url(ctx: RequestContext, job: ExportJob) -> str:
     return f"{ctx.base_url}/$export/{job.id}"
 
 
-def _job_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise not_found(f"There is no export '{raw}'") from None
-
-
-def _served(job: ExportJob | None) -> bool:
-    """Whether the job can still be asked about: not cancelled, not expired."""
-    if job is None or job.status in ("cancelled", "expired"):
-        return False
-    return job.expires is None or job.expires > datetime.now(UTC)
-
-
-def _asked_by(ctx: RequestContext, job: ExportJob) -> bool:
-    """Only the client (and user) that started an export, or an administrator, may see it."""
-    if ctx.trusted:
-        return True
-    asked = job.requested_by
-    if asked.get("client_id") == ctx.client_id and asked.get("subject") == ctx.subject:
-        return True
-    try:
-        policy.require_admin(ctx, "$export")
-    except FhirError:
-        return False
-    return True
-
-
 async def _find(services: Services, ctx: RequestContext | None, raw: str) -> ExportJob:
     """The export, if it is still served and `ctx` may see it (None: whoever has the URL)."""
-    job = await services.exporter.status(_job_id(raw))
-    if job is None or not _served(job) or (ctx is not None and not _asked_by(ctx, job)):
+    job = await services.exporter.status(job_id(raw, "export"))
+    if (
+        job is None
+        or not served(job.status, job.expires)
+        or (ctx is not None and not asked_by(ctx, job.requested_by, "$export"))
+    ):
         raise not_found(f"There is no export '{raw}' (it may have been cancelled or expired)")
     return job
 
@@ -313,17 +287,13 @@ def progress(job: ExportJob) -> str:
 async def status(services: Services, ctx: RequestContext, raw: str) -> Outcome:
     """export.html#bulk-data-status-request: 202 while it runs, 200 with the manifest."""
     job = await _find(services, ctx, raw)
-    if job.status in ("accepted", "running"):
-        headers = {"X-Progress": progress(job), "Retry-After": str(RETRY_AFTER_SECONDS)}
-        return Outcome(202, headers=headers)
-    if job.status == "failed":
-        raise error(500, "exception", f"The export failed: {job.error}")
-    assert job.status == "completed"
-    assert job.expires is not None
-    return Outcome(
-        200,
-        body=manifest(job, ctx.base_url),
-        headers={"Expires": format_datetime(job.expires, usegmt=True)},
+    return status_of(
+        "export",
+        job.status,
+        job.error,
+        job.expires,
+        lambda: progress(job),
+        lambda: manifest(job, ctx.base_url),
     )
 
 

@@ -1,20 +1,17 @@
 """Export jobs in the background: queued, run, resumed after a restart, cancelled, expired.
 
-A job is a row in `export_job` (migration 0008) and a directory of NDJSON files. Whoever runs a
-job holds a session advisory lock on it for as long as it runs, on a connection of its own: a
-second server process (or node) skips the job, and when the process that ran it dies, PostgreSQL
-drops the lock with its connection and the next process to look (every few seconds, and at
-start-up) resumes the job after the last batch it saved. A job that cannot go on is marked
-`failed` with the reason.
+A job is a row in `export_job` (migration 0008) and a directory of NDJSON files. It is claimed
+and run as every Bulk Data job is (flode.bulk.background: one process at a time, under an
+advisory lock); a job resumed after a restart goes on after the last batch it saved. A job that
+cannot go on is marked `failed` with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,18 +19,18 @@ from typing import Any
 import asyncpg
 import orjson
 import structlog
-from asyncpg.pool import PoolConnectionProxy
 
 from flode.access.protected import Masking
+from flode.bulk.background import OPEN, Conn, JobRunner, context_of, requested_by
 from flode.bulk.ndjson import NdjsonFiles, OutFile
 from flode.bulk.run import BATCH, Cursor, run
 from flode.bulk.selection import Selection, count
-from flode.context import RequestContext
 from flode.store.search import SearchCompiler
 
 log = structlog.get_logger(__name__)
 
-OPEN = ("accepted", "running")
+__all__ = ["OPEN", "ExportJob", "Exporter", "context_of", "requested_by"]
+
 # How long a new job waits at most for write transactions that began before its transaction
 # time to end, so that it sees every resource written up to then.
 SETTLE_SECONDS = 10.0
@@ -92,32 +89,12 @@ def _job(row: asyncpg.Record, files: Sequence[asyncpg.Record]) -> ExportJob:
     )
 
 
-def requested_by(ctx: RequestContext) -> dict[str, Any]:
-    """The request context a job keeps, to run under the same access as its kick-off."""
-    found = asdict(ctx)
-    found["scopes"] = sorted(ctx.scopes)
-    return found
-
-
-def context_of(saved: dict[str, Any]) -> RequestContext:
-    """The kick-off's request context again (fields this version does not know are left out,
-    so a job survives an upgrade)."""
-    names = {f.name for f in fields(RequestContext)}
-    values: dict[str, Any] = {"request_id": "export", "base_url": ""}
-    values.update((k, v) for k, v in saved.items() if k in names)
-    values["scopes"] = frozenset(values.get("scopes", ()))
-    return RequestContext(**values)
-
-
-def _lock_key(id: uuid.UUID) -> str:
-    return f"flode:export:{id}"
-
-
-Conn = asyncpg.Connection | PoolConnectionProxy
-
-
-class Exporter:
+class Exporter(JobRunner):
     """Runs export jobs; `start` and `close` bracket the server's life."""
+
+    table = "export_job"
+    kind = "export"
+    kept = ("accepted", "running", "completed")
 
     def __init__(
         self,
@@ -132,100 +109,19 @@ class Exporter:
         poll_seconds: float = 2.0,
         protected_identity_units: frozenset[str] = frozenset(),
     ) -> None:
-        self.pool = pool
+        super().__init__(
+            pool,
+            directory,
+            expiry_seconds=expiry.total_seconds(),
+            workers=workers,
+            poll_seconds=poll_seconds,
+        )
         self.compiler = compiler
-        self.directory = directory
         self.max_file_bytes = max_file_bytes
         self.expiry = expiry
-        self.workers = max(1, workers)
         self.batch = batch
-        self.poll_seconds = poll_seconds
         self.protected_identity_units = protected_identity_units
         """The care units whose exports hold patients with protected identity unmasked."""
-        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._wake = asyncio.Event()
-        self._loop: asyncio.Task[None] | None = None
-        self._last_cleanup = 0.0
-
-    # -- the life of the server ------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Begin running queued jobs, and those a stopped process left running."""
-        if self._loop is None:
-            self._loop = asyncio.create_task(self._watch(), name="export jobs")
-
-    async def close(self) -> None:
-        """Stop; running jobs stay `running` for the next process to resume."""
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-            self._loop = None
-        for task in list(self._tasks.values()):
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-
-    async def wait(self, id: uuid.UUID | None = None) -> None:
-        """Until the job (or every job) has stopped in this or any process (for tests)."""
-        while await self.pool.fetchval(
-            "SELECT count(*) FROM export_job WHERE status = ANY($1::text[]) "
-            "AND ($2::uuid IS NULL OR id = $2)",
-            list(OPEN),
-            id,
-        ):
-            self._wake.set()
-            await asyncio.sleep(0.05)
-
-    async def _watch(self) -> None:
-        while True:
-            try:
-                await self._claim()
-                now = asyncio.get_running_loop().time()
-                if now - self._last_cleanup > 60:
-                    self._last_cleanup = now
-                    await self.cleanup()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("export jobs: claiming or cleaning up failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_seconds):
-                    await self._wake.wait()
-            self._wake.clear()
-
-    async def _claim(self) -> None:
-        """Take open jobs that no process runs, up to `workers` at once."""
-        if len(self._tasks) >= self.workers:
-            return
-        rows = await self.pool.fetch(
-            "SELECT id FROM export_job WHERE status = ANY($1::text[]) ORDER BY created",
-            list(OPEN),
-        )
-        for row in rows:
-            if len(self._tasks) >= self.workers:
-                return
-            id = row["id"]
-            if id in self._tasks:
-                continue
-            conn = await self.pool.acquire()
-            try:
-                locked = await conn.fetchval(
-                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", _lock_key(id)
-                )
-            except BaseException:
-                await self.pool.release(conn)
-                raise
-            if not locked:
-                await self.pool.release(conn)
-                continue
-            task = asyncio.create_task(self._run(id, conn), name=f"export {id}")
-            self._tasks[id] = task
-            task.add_done_callback(self._forget)
-
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        for id, running in list(self._tasks.items()):
-            if running is task:
-                del self._tasks[id]
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -256,7 +152,7 @@ class Exporter:
             orjson.dumps(list(issues)).decode(),
         )
         log.info("export accepted", job=str(id), level=selection.level, request=request)
-        self._wake.set()
+        self.wake()
         job = await self.status(id)
         assert job is not None
         return job
@@ -283,73 +179,14 @@ class Exporter:
         )
         if row is None:
             return None
-        task = self._tasks.get(id)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        await asyncio.to_thread(NdjsonFiles(self.job_directory(id), 1).remove)
+        await self.stop(id)
+        await self.remove_files(id)
         log.info("export cancelled", job=str(id))
         return await self.status(id)
 
-    def job_directory(self, id: uuid.UUID) -> Path:
-        return self.directory / str(id)
-
-    async def cleanup(self) -> int:
-        """Expire finished jobs past their time and delete the files of every job that is no
-        longer served; how many directories were removed."""
-        await self.pool.execute(
-            """UPDATE export_job SET status = 'expired'
-               WHERE status IN ('completed', 'failed') AND expires <= now()"""
-        )
-        if not self.directory.exists():
-            return 0
-        found: dict[uuid.UUID, Path] = {}
-        for path in self.directory.iterdir():
-            with contextlib.suppress(ValueError):
-                found[uuid.UUID(path.name)] = path
-        if not found:
-            return 0
-        live = await self.pool.fetch(
-            """SELECT id FROM export_job WHERE id = ANY($1::uuid[])
-               AND status IN ('accepted', 'running', 'completed')""",
-            list(found),
-        )
-        removed = 0
-        for id in set(found) - {row["id"] for row in live}:
-            await asyncio.to_thread(NdjsonFiles(found[id], 1).remove)
-            removed += 1
-        return removed
-
     # -- running one job -----------------------------------------------------------------------
 
-    async def _run(self, id: uuid.UUID, conn: PoolConnectionProxy) -> None:
-        try:
-            await self._run_locked(id, conn)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("export failed", job=str(id))
-            with contextlib.suppress(Exception):
-                await conn.execute(
-                    """UPDATE export_job SET status = 'failed', error = $2, finished = now(),
-                           expires = now() + $3::interval
-                       WHERE id = $1 AND status IN ('accepted', 'running')""",
-                    id,
-                    f"{type(exc).__name__}: {exc}",
-                    self.expiry,
-                )
-        finally:
-            unlocked = False
-            with contextlib.suppress(Exception):
-                unlocked = await conn.fetchval(
-                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", _lock_key(id)
-                )
-            if not unlocked:
-                # A pooled connection must not keep the lock: nobody could resume the job.
-                conn.terminate()
-            await self.pool.release(conn)
-
-    async def _run_locked(self, id: uuid.UUID, conn: Conn) -> None:
+    async def run_job(self, id: uuid.UUID, conn: Conn) -> None:
         job = await self._load(conn, id)
         if job is None or job.status not in OPEN:
             return
@@ -383,13 +220,7 @@ class Exporter:
             touched = await asyncio.to_thread(files.write, "error", "OperationOutcome", lines)
             if not await self._save(conn, id, None, touched):
                 return
-        await conn.execute(
-            """UPDATE export_job SET status = 'completed', finished = now(),
-                   expires = now() + $2::interval
-               WHERE id = $1 AND status = 'running'""",
-            id,
-            self.expiry,
-        )
+        await self.finish(conn, id)
         log.info("export completed", job=str(id))
 
     async def _settle(self, conn: Conn, transaction_time: datetime) -> None:

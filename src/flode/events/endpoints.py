@@ -111,3 +111,15 @@ class EndpointPolicy:
                     "address (refused unless allow-listed)"
                 )
         return None
+
+    def listed(self, url: str) -> str | None:
+        """Why a server that reaches only the allow-list may not fetch `url` (Bulk Data
+        `$import`); None if it may. Its host must be listed by name, or be an address in a
+        listed network: a name is never looked up, so it cannot resolve around the list."""
+        try:
+            host = (urlsplit(url).hostname or "").lower().rstrip(".")
+        except ValueError:
+            return f"'{url}' is not a valid URL"
+        if host and not self._allowed_host(host):
+            return f"the host {host} is not on the server's allow-list"
+        return self.check(url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flode.auth.tokens import Tokens
 from flode.bulk.jobs import Exporter
@@ -13,6 +14,9 @@ from flode.store.custom_parameters import CustomParameters
 from flode.store.reindex import Reindexer
 from flode.store.repository import Store
 from flode.store.search import SearchCompiler
+
+if TYPE_CHECKING:  # its jobs load data, which needs these services
+    from flode.bulk.import_jobs import Importer
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,7 @@ class Services:
     reindexer: Reindexer
     tokens: Tokens
     exporter: Exporter
+    importer: Importer
     default_page_size: int = 20
     max_page_size: int = 1000
     max_included: int = 1000

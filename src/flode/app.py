@@ -29,6 +29,7 @@ from flode.config import Config
 from flode.context import RequestContext
 from flode.events.service import Events
 from flode.events.settings import Settings as EventSettings
+from flode.events.topic_store import publish_shipped
 from flode.fhir.definitions import Definitions
 from flode.fhir.errors import FhirError
 from flode.fhir.search_parameters import SearchParameters
@@ -83,7 +84,6 @@ def build_services(pool: asyncpg.Pool, config: Config, database_url: str = "") -
             workers=config.export_workers,
             protected_identity_units=frozenset(config.protected_identity_units),
         ),
-        events=Events(
         importer=import_jobs.Importer(
             pool,
             import_jobs.Settings(
@@ -97,11 +97,13 @@ def build_services(pool: asyncpg.Pool, config: Config, database_url: str = "") -
             ),
             expiry=timedelta(seconds=config.export_expiry_seconds),
         ),
+        events=Events(
             allowed_hosts=config.subscription_allowed_hosts,
             settings=EventSettings(
                 poll_seconds=config.events_poll_seconds,
                 retry_max_seconds=config.subscription_retry_max_seconds,
                 error_after=config.subscription_error_after,
+                retention_days=config.events_retention_days,
             ),
             nats_url=config.nats_url,
             nats_stream=config.nats_stream,
@@ -142,11 +144,13 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
             await services.parameters.refresh()
             if config.demo:
                 await seed_demo(services)
+            # After the demo, which seeds only an empty database.
+            await publish_shipped(services)
             await services.reindexer.resume()
             await services.exporter.start()
+            await services.importer.start()
             await services.events.start(services)
             sealer = Sealer(pool)  # the access log's hash chain (docs/audit.md)
-            await services.importer.start()
             await sealer.start()
             # The authorization server; its revocations decide, per request, which tokens
             # that still verify are no longer good.
@@ -161,9 +165,9 @@ def build_app(config: Config, database_url: str, *, access_log: bool = True) -> 
                 await sealer.close()
                 await services.events.close()
                 await services.exporter.close()
+                await services.importer.close()
                 await services.reindexer.close()
         finally:
-                await services.importer.close()
             await pool.close()
 
     exception_handlers: dict[Any, Any] = {

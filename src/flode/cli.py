@@ -18,6 +18,7 @@ from flode import __version__, logs
 from flode.audit import cli as audit_commands
 from flode.auth import cli as auth_commands
 from flode.config import Config
+from flode.events import cli as events_commands
 from flode.store.embedded import AlreadyRunning, DataDirLock, EmbeddedPostgres
 from flode.store.migrate import MigrationError
 
@@ -61,6 +62,7 @@ def main() -> None:
 for _group in auth_commands.COMMANDS:
     main.add_command(_group)
 main.add_command(audit_commands.audit)
+main.add_command(events_commands.events)
 
 
 @main.command()

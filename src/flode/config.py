@@ -148,6 +148,11 @@ class Config:
         default_factory=lambda: _env_flag("FLODE_EVENTS_DISPATCH") is not False
     )
     """Run the events dispatcher in this process (off: other nodes deliver)."""
+    events_retention_days: int = field(
+        default_factory=lambda: _env_int("FLODE_EVENTS_RETENTION_DAYS", 30)
+    )
+    """Days each subscription keeps its events (for `$events`) and its delivery attempts;
+    the dispatchers prune older ones, and what every consumer is done with, every hour."""
     events_poll_seconds: float = 1.0
     nats_url: str | None = field(default_factory=lambda: os.environ.get("FLODE_NATS_URL") or None)
     """NATS server with JetStream to publish every event to (unset: no bridge)."""

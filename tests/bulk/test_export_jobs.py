@@ -25,20 +25,21 @@ from flode.store.search import SearchCompiler
 
 from .conftest import client_of, create_database, export_config, running
 
-BASICS = 30
+# Organizations: the server writes none of them itself (its SubscriptionTopics are Basic).
+ORGANIZATIONS = 30
 
 
 @pytest.fixture(scope="module")
 async def pool(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[asyncpg.Pool]:
-    """A database with 30 Basic resources, written by a server that has stopped since."""
+    """A database with 30 Organizations, written by a server that has stopped since."""
     url = await create_database(database_url, "export_jobs")
     with running(export_config(tmp_path_factory.mktemp("export-jobs")), url) as served:
         async with client_of(served) as client:
-            for n in range(BASICS):
-                body = {"resourceType": "Basic", "id": f"b{n:02}", "code": {"text": f"nr {n}"}}
-                assert (await client.put(f"Basic/b{n:02}", json=body)).status_code == 201
+            for n in range(ORGANIZATIONS):
+                body = {"resourceType": "Organization", "id": f"b{n:02}", "name": f"nr {n}"}
+                assert (await client.put(f"Organization/b{n:02}", json=body)).status_code == 201
     found = await asyncpg.create_pool(url, min_size=1, max_size=6)
     assert found is not None
     yield found
@@ -60,7 +61,7 @@ def exporter(pool: asyncpg.Pool, directory: Path, batch: int = 5) -> Exporter:
 
 
 async def submit(runner: Exporter) -> ExportJob:
-    selection = Selection("system", ("Basic",), datetime.now(UTC))
+    selection = Selection("system", ("Organization",), datetime.now(UTC))
     who = requested_by(RequestContext.system("test"))
     return await runner.submit(selection, request="test", requested_by=who)
 
@@ -83,7 +84,7 @@ async def test_a_job_left_running_resumes_after_its_last_saved_batch(
     job = await submit(runner)
     # What a process that stopped after writing two batches, but saving one, leaves behind.
     await pool.execute(
-        "UPDATE export_job SET status = 'running', total = $2 WHERE id = $1", job.id, BASICS
+        "UPDATE export_job SET status = 'running', total = $2 WHERE id = $1", job.id, ORGANIZATIONS
     )
     files = NdjsonFiles(runner.job_directory(job.id), 1024 * 1024)
     files.restore()
@@ -103,7 +104,7 @@ async def test_a_job_left_running_resumes_after_its_last_saved_batch(
     )
     await pool.execute(
         """INSERT INTO export_file (job_id, name, kind, type, seq, count, bytes)
-           VALUES ($1, $2, 'output', 'Basic', 1, $3, $4)""",
+           VALUES ($1, $2, 'output', 'Organization', 1, $3, $4)""",
         job.id,
         name,
         count,
@@ -111,17 +112,17 @@ async def test_a_job_left_running_resumes_after_its_last_saved_batch(
     )
     path = runner.job_directory(job.id) / name
     assert len(ids_in(path)) == 10
-    (runner.job_directory(job.id) / "Basic-2.ndjson").write_text("left over\n")
+    (runner.job_directory(job.id) / "Organization-2.ndjson").write_text("left over\n")
     await runner.start()
     try:
         done = await finished(runner, job)
     finally:
         await runner.close()
     assert done.status == "completed"
-    assert done.done == BASICS
-    assert ids_in(path) == [f"b{n:02}" for n in range(BASICS)]
+    assert done.done == ORGANIZATIONS
+    assert ids_in(path) == [f"b{n:02}" for n in range(ORGANIZATIONS)]
     assert [f.name for f in done.files] == [name]
-    assert not (runner.job_directory(job.id) / "Basic-2.ndjson").exists()
+    assert not (runner.job_directory(job.id) / "Organization-2.ndjson").exists()
 
 
 async def test_a_job_whose_files_are_lost_is_marked_failed(
@@ -136,7 +137,7 @@ async def test_a_job_whose_files_are_lost_is_marked_failed(
     )
     await pool.execute(
         """INSERT INTO export_file (job_id, name, kind, type, seq, count, bytes)
-           VALUES ($1, 'Basic-1.ndjson', 'output', 'Basic', 1, 5, 400)""",
+           VALUES ($1, 'Organization-1.ndjson', 'output', 'Organization', 1, 5, 400)""",
         job.id,
     )
     await runner.start()
@@ -170,7 +171,7 @@ async def test_a_job_runs_in_one_process_at_a_time(pool: asyncpg.Pool, tmp_path:
         await second.close()
     assert done.status == "completed"
     lines = [id for f in done.files for id in ids_in(first.job_directory(job.id) / f.name)]
-    assert lines == [f"b{n:02}" for n in range(BASICS)]
+    assert lines == [f"b{n:02}" for n in range(ORGANIZATIONS)]
 
 
 async def test_a_stopped_server_leaves_its_job_running_for_the_next(
@@ -197,7 +198,7 @@ async def test_a_stopped_server_leaves_its_job_running_for_the_next(
         await again.close()
     assert done.status == "completed"
     lines = [id for f in done.files for id in ids_in(again.job_directory(job.id) / f.name)]
-    assert lines == [f"b{n:02}" for n in range(BASICS)]
+    assert lines == [f"b{n:02}" for n in range(ORGANIZATIONS)]
 
 
 async def test_the_export_holds_each_resource_as_it_was_at_the_transaction_time(
@@ -208,22 +209,25 @@ async def test_the_export_holds_each_resource_as_it_was_at_the_transaction_time(
     with running(export_config(tmp_path), url) as served:
         async with client_of(served) as client:
             for name in ("changed", "deleted"):
-                body = {"resourceType": "Basic", "id": f"{name}-{tag}", "code": {"text": "före"}}
-                assert (await client.put(f"Basic/{name}-{tag}", json=body)).status_code == 201
+                body = {"resourceType": "Organization", "id": f"{name}-{tag}", "name": "före"}
+                assert (
+                    await client.put(f"Organization/{name}-{tag}", json=body)
+                ).status_code == 201
             at = datetime.now(UTC)
-            body = {"resourceType": "Basic", "id": f"changed-{tag}", "code": {"text": "efter"}}
-            assert (await client.put(f"Basic/changed-{tag}", json=body)).status_code == 200
-            assert (await client.delete(f"Basic/deleted-{tag}")).status_code == 204
-            body = {"resourceType": "Basic", "id": f"new-{tag}", "code": {"text": "ny"}}
-            assert (await client.put(f"Basic/new-{tag}", json=body)).status_code == 201
+            body = {"resourceType": "Organization", "id": f"changed-{tag}", "name": "efter"}
+            assert (await client.put(f"Organization/changed-{tag}", json=body)).status_code == 200
+            assert (await client.delete(f"Organization/deleted-{tag}")).status_code == 204
+            body = {"resourceType": "Organization", "id": f"new-{tag}", "name": "ny"}
+            assert (await client.put(f"Organization/new-{tag}", json=body)).status_code == 201
     conn = await asyncpg.connect(url)
     try:
-        rows = await batch(conn, Selection("system", ("Basic",), at), "Basic", "", 100)
+        selection = Selection("system", ("Organization",), at)
+        rows = await batch(conn, selection, "Organization", "", 100)
     finally:
         await conn.close()
     found = {id: read_json(content) for id, content in rows}
     assert set(found) == {f"changed-{tag}", f"deleted-{tag}"}
-    assert found[f"changed-{tag}"]["code"]["text"] == "före"
+    assert found[f"changed-{tag}"]["name"] == "före"
     assert found[f"changed-{tag}"]["meta"]["versionId"] == "1"
 
 

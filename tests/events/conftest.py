@@ -357,3 +357,77 @@ async def subscriptions_off(events_services: Services) -> AsyncIterator[None]:
     """Each test's subscriptions end with it: later tests' dispatchers leave them alone."""
     yield
     await events_services.store.pool.execute("UPDATE subscription SET status = 'off'")
+
+
+R5_TOPIC = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic."
+REGION_TOPICS = "http://region.example.se/SubscriptionTopic/"
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+
+
+def condition_recorded(
+    id: str, current: str = "clinical-status=active", status: str = "active"
+) -> dict[str, Any]:
+    """An administrator's topic (the IG's R4 Basic, R5 extension URLs): a Condition is created
+    with a clinical status that matches `current`. Its url ends with `id`."""
+    return {
+        "resourceType": "Basic",
+        "id": id,
+        "modifierExtension": [{"url": f"{R5_TOPIC}status", "valueCode": status}],
+        "extension": [
+            {"url": f"{R5_TOPIC}url", "valueUri": REGION_TOPICS + id},
+            {"url": f"{R5_TOPIC}title", "valueString": "Condition recorded"},
+            {
+                "url": f"{R5_TOPIC}resourceTrigger",
+                "extension": [
+                    {"url": "description", "valueMarkdown": "A Condition is recorded."},
+                    {
+                        "url": "resource",
+                        "valueUri": "http://hl7.org/fhir/StructureDefinition/Condition",
+                    },
+                    {"url": "supportedInteraction", "valueCode": "create"},
+                    {
+                        "url": "queryCriteria",
+                        "extension": [{"url": "current", "valueString": current}],
+                    },
+                ],
+            },
+            {
+                "url": f"{R5_TOPIC}canFilterBy",
+                "extension": [
+                    {"url": "resource", "valueUri": "Condition"},
+                    {"url": "filterParameter", "valueString": "patient"},
+                ],
+            },
+        ],
+        "code": {
+            "coding": [{"system": "http://hl7.org/fhir/fhir-types", "code": "SubscriptionTopic"}]
+        },
+    }
+
+
+def condition(id: str, patient: str, clinical: str = "active") -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": id,
+        "clinicalStatus": {"coding": [{"system": CLINICAL, "code": clinical}]},
+        "code": {"text": "Asthma"},
+        "subject": {"reference": f"Patient/{patient}"},
+    }
+
+
+Define = Callable[[dict[str, Any]], Awaitable[httpx.Response]]
+
+
+@pytest.fixture
+async def define_topic(fhir: httpx.AsyncClient) -> AsyncIterator[Define]:
+    """PUTs topics as the operator (an administrator); each is deleted when the test ends, so
+    the next tests see the shipped topics only."""
+    ids: list[str] = []
+
+    async def define(topic: dict[str, Any]) -> httpx.Response:
+        ids.append(topic["id"])
+        return await fhir.put(f"Basic/{topic['id']}", json=topic)
+
+    yield define
+    for id in dict.fromkeys(ids):
+        await fhir.delete(f"Basic/{id}")

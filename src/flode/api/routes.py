@@ -105,10 +105,10 @@ async def metadata(request: Request) -> Response:
     ctx = context(request, public=True)
     state = request.app.state
     services, config = services_of(request), config_of(request)
-    # Built once per set of search parameters and server URL (the authorization endpoints are
-    # named in it): the rest is the code, which does not change while the server runs.
-    key = (services.parameters.generation, ctx.base_url)
-    cached: dict[tuple[int, str], bytes] = getattr(state, "capability_statements", None) or {}
+    # Built once per set of search parameters and topics and server URL (the authorization
+    # endpoints are named in it): the rest is the code, which does not change while it runs.
+    key = (services.parameters.generation, services.events.topics.generation, ctx.base_url)
+    cached: dict[tuple[int, int, str], bytes] = getattr(state, "capability_statements", None) or {}
     if key not in cached:
         if len(cached) >= 8:
             cached.clear()
@@ -119,11 +119,15 @@ async def metadata(request: Request) -> Response:
 
 
 async def after_write(request: Request, resource_type: str) -> None:
-    """A SearchParameter written changes what search and indexing know."""
+    """A SearchParameter written changes what search and indexing know; a Subscription
+    written is handshaken (or stopped) once the write has committed; a Basic written may be
+    a SubscriptionTopic, offered (or no longer) from now on."""
     if resource_type == "SearchParameter":
         await services_of(request).parameters.refresh()
     elif resource_type == "Subscription":  # the dispatcher looks at Subscriptions again
         await services_of(request).events.refresh(services_of(request).store.pool)
+    elif resource_type == "Basic":
+        await services_of(request).events.topics_written()
 
 
 async def reindex_start(request: Request) -> Response:
@@ -330,11 +334,14 @@ async def bundle(request: Request) -> Response:
     body = await read_json(request, config_of(request).max_body_bytes)
     outcome = await batch.submit(services_of(request), ctx, body, Prefer.of(request).return_)
     entries = body.get("entry") if isinstance(body, dict) else None
+    types = set()  # the resource type each entry's URL names
     for entry in entries if isinstance(entries, list) else []:
-        url = entry.get("request", {}).get("url", "") if isinstance(entry, dict) else ""
-        if isinstance(url, str) and url.startswith("SearchParameter"):
-            await after_write(request, "SearchParameter")
-            break
+        found = entry.get("request") if isinstance(entry, dict) else None
+        url = found.get("url") if isinstance(found, dict) else None
+        if isinstance(url, str):
+            types.add(url.removeprefix(ctx.base_url).lstrip("/").partition("?")[0].split("/")[0])
+    for resource_type in sorted(types & {"Basic", "SearchParameter", "Subscription"}):
+        await after_write(request, resource_type)
     return respond(request, ctx, outcome)
 
 

@@ -1,48 +1,40 @@
-"""Subscription routes (R4 Subscriptions Backport IG): writes of Subscription resources, which
-are checked for what this server can serve (422 otherwise) and keep who wrote them, and the
-operations `$status`, `$events`, `$deliveries` and `$get-ws-binding-token`, plus the
-websocket the binding token opens. Reads, searches, history and deletes of Subscription
-resources are the ordinary FHIR routes.
+"""Subscription routes (R4 Subscriptions Backport IG): the operations `$status`, `$events`,
+`$deliveries` and `$get-ws-binding-token`, plus the websocket the binding token opens. Every
+other interaction on Subscription resources is an ordinary FHIR route; its writes are checked
+for what this server can serve and keep who wrote them (flode.events.writes).
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any, cast
-from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from flode.access import credentials, policy
+from flode.access import policy
 from flode.access.protected import Masking
-from flode.api.body import read_json
-from flode.api.negotiation import JSON_PATCH, check_content_type, version_from_etag
 from flode.api.responses import respond
-from flode.context import RequestContext
 from flode.events.notifications import notification_bundle, status_parameters
 from flode.events.service import Events
-from flode.events.subscription import Spec
-from flode.fhir import json
+from flode.fhir.bundle import link
 from flode.fhir.dates import format_instant
-from flode.fhir.errors import Issue, bad_request, not_found
-from flode.interactions.create import existing_outcome, find_existing, insert_new, prepare_create
-from flode.interactions.guard import check_read, guarded
+from flode.fhir.errors import bad_request, not_found
+from flode.interactions.guard import check_read
 from flode.interactions.outcome import Outcome
-from flode.interactions.patch import patch_in
 from flode.interactions.search_access import readable
 from flode.interactions.services import Services
-from flode.interactions.update import prepare_update, update_in
-from flode.store.repository import Transaction
 
 SUBSCRIPTION = "Subscription"
 WS_TOKEN_SECONDS = 300
+EVENTS_PAGE = 100
+"""Events in a `$events` Bundle unless `_count` asks for fewer or more (at most
+FLODE_MAX_COUNT)."""
 
 
 def _rest() -> ModuleType:
@@ -56,130 +48,6 @@ def _rest() -> ModuleType:
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
-
-
-def _limit(request: Request) -> int:
-    limit: int = request.app.state.config.max_body_bytes
-    return limit
-
-
-CLASSIC = Issue(
-    "warning",
-    "not-supported",
-    "This Subscription's criteria is an R4 search, not the canonical URL of a SubscriptionTopic: "
-    "it is stored as written, but Flöde notifies only topic-based Subscriptions (the R4 "
-    "Subscriptions Backport IG; the topics are listed in the CapabilityStatement)",
-    ("Subscription.criteria",),
-)
-
-
-def _classic(resource: dict[str, Any]) -> bool:
-    """A Subscription of the core R4 kind: its criteria a search (`Observation?code=…`), not
-    a topic's canonical URL. Stored as written (any valid R4 resource is), never served."""
-    criteria = resource.get("criteria")
-    return isinstance(criteria, str) and not criteria.startswith(("http://", "https://", "urn:"))
-
-
-def _checked(services: Services, ctx: RequestContext, resource: dict[str, Any]) -> Spec | None:
-    """The Subscription as this server will serve it: 422 if it cannot be, 403 if the writer
-    may read none of the topic's resources (every event would be withheld from them). The
-    status a client writes is a request: anything but `off` becomes `requested`, and the
-    server moves it on (handshake → `active`, or `error`). None for a core R4 Subscription,
-    which is stored unchanged and not served."""
-    if _classic(resource):
-        return None
-    spec = services.events.check(resource, services.search)
-    for resource_type in sorted(spec.topic.resource_types):
-        if policy.allows(ctx, resource_type, "r"):
-            break
-    else:
-        raise policy.forbidden(
-            f"The access token may read none of the resources of topic {spec.topic.url} "
-            f"({', '.join(sorted(spec.topic.resource_types))}): it would never be notified"
-        )
-    if resource.get("status") != "off":
-        resource["status"] = "requested"
-    resource.pop("error", None)
-    return spec
-
-
-async def _written(request: Request, ctx: RequestContext, outcome: Outcome) -> Response:
-    await _rest().after_write(request, SUBSCRIPTION)
-    return respond(request, ctx, outcome, write=True)
-
-
-async def create_subscription(request: Request) -> Response:
-    """`POST Subscription` (and conditional create with If-None-Exist)."""
-    ctx = _rest().context(request)
-    services = _services(request)
-    policy.require(ctx, SUBSCRIPTION, "c")
-    check_content_type(request)
-    resource = prepare_create(services, SUBSCRIPTION, await read_json(request, _limit(request)))
-    spec = _checked(services, ctx, resource)
-    raw = request.headers.get("if-none-exist")
-    condition = None if raw is None else parse_qsl(raw.split("?", 1)[-1])
-    if raw is not None and not condition:
-        raise bad_request("If-None-Exist must hold search criteria like 'identifier=sys|123'")
-
-    async def work(tx: Transaction) -> Outcome:
-        if condition:
-            existing = await find_existing(tx, services, SUBSCRIPTION, condition)
-            if existing is not None:
-                return existing_outcome(existing)
-        version = await insert_new(tx, SUBSCRIPTION, resource)
-        if spec is None:
-            return Outcome(201, version, issues=[CLASSIC])
-        await services.events.adopt(tx.conn, ctx, version.id, version.version, spec)
-        return Outcome(201, version)
-
-    return await _written(request, ctx, await guarded(services, ctx, SUBSCRIPTION, "c", None, work))
-
-
-async def change_subscription(request: Request) -> Response:
-    """`PUT Subscription/{id}` and `PATCH Subscription/{id}` (JSON Patch)."""
-    ctx = _rest().context(request)
-    services = _services(request)
-    id = request.path_params["id"]
-    policy.require(ctx, SUBSCRIPTION, "u")
-    if_match = version_from_etag(request.headers.get("if-match"), "If-Match")
-    found: list[Spec | None] = []
-
-    def checked(resource: dict[str, Any]) -> dict[str, Any]:
-        found.append(_checked(services, ctx, resource))
-        return resource
-
-    resource: dict[str, Any] | None = None
-    operations: Any = None
-    if request.method == "PUT":
-        check_content_type(request)
-        body = await read_json(request, _limit(request))
-        resource = checked(prepare_update(services, SUBSCRIPTION, id, body))
-    else:
-        check_content_type(request, (JSON_PATCH,))
-        operations = await read_json(request, _limit(request))
-
-    async def adopted(tx: Transaction) -> Outcome:
-        if resource is not None:
-            current = await tx.current(SUBSCRIPTION, id)
-            if current is not None and current.content is not None:
-                credentials.restore(resource, json.loads(current.content))
-                checked(resource)  # the spec with the restored headers
-            else:
-                credentials.restore(resource, None)
-            outcome = await update_in(tx, SUBSCRIPTION, id, resource, if_match)
-        else:
-            outcome = await patch_in(tx, services, SUBSCRIPTION, id, operations, if_match, checked)
-        version = outcome.version
-        assert version is not None
-        spec = found[-1]
-        if spec is None:  # no longer served: the dispatcher finds it unusable and stops
-            return replace(outcome, issues=[CLASSIC])
-        await services.events.adopt(tx.conn, ctx, id, version.version, spec)
-        return outcome
-
-    return await _written(
-        request, ctx, await guarded(services, ctx, SUBSCRIPTION, "u", id, adopted)
-    )
 
 
 # -- operations
@@ -244,8 +112,10 @@ async def subscription_status(request: Request) -> Response:
 
 
 async def subscription_events(request: Request) -> Response:
-    """`GET Subscription/{id}/$events?eventsSinceNumber&eventsUntilNumber&content`: the
-    subscription's events again, as a notification Bundle (type `query-event`)."""
+    """`GET Subscription/{id}/$events?eventsSinceNumber&eventsUntilNumber&content&_count`: the
+    subscription's events again, as a notification Bundle (type `query-event`), at most
+    `_count` of them (the IG names no such parameter; FHIR's own is used), with a `next` link
+    that continues after the last while there are more."""
     ctx = _rest().context(request)
     services = _services(request)
     id = request.path_params["id"]
@@ -259,10 +129,21 @@ async def subscription_events(request: Request) -> Response:
         raise bad_request("content must be empty, id-only or full-resource", "content")
     since = _int(request, "eventsSinceNumber") or 1
     until = _int(request, "eventsUntilNumber")
-    limit = services.max_page_size
+    count = _int(request, "_count")
+    if count == 0:
+        raise bad_request("_count must be at least 1", "_count")
+    count = min(count or EVENTS_PAGE, services.max_page_size)
     events = await services.events.events_of(
-        services.store.pool, id, since, until, limit, content == "full-resource"
+        services.store.pool, id, since, until, count + 1, content == "full-resource"
     )
+    more, events = len(events) > count, events[:count]
+    rest = [] if until is None else [("eventsUntilNumber", str(until))]
+    rest += [("content", content), ("_count", str(count))]
+    url = f"{ctx.base_url}/Subscription/{id}/$events"
+    links = [link("self", url, [("eventsSinceNumber", str(since)), *rest])]
+    if more:  # the next page starts after the last event read, shown or not
+        after = str(events[-1].number + 1)
+        links.append(link("next", url, [("eventsSinceNumber", after), *rest]))
     if not ctx.trusted and content != "empty":
         # The events were chosen by the subscriber's access; the caller sees of them what its
         # own token may read now.
@@ -279,6 +160,8 @@ async def subscription_events(request: Request) -> Response:
         content,
         Masking.of(ctx, services.protected_identity_units),
     )
+    bundle["link"] = links
+    bundle["entry"] = bundle.pop("entry")  # after the links, as in every Bundle
     return respond(request, ctx, Outcome(200, body=bundle))
 
 
@@ -389,11 +272,9 @@ def subscription_routes() -> list[Route]:
     # The websocket route is not a `Route`, but the Mount that takes these lists takes any.
     websocket_route = cast(Route, WebSocketRoute("/Subscription/$websocket", websocket))
     return [
-        Route("/Subscription", create_subscription, methods=["POST"]),
         Route("/Subscription/$status", subscription_status, methods=["GET"]),
         Route("/Subscription/$get-ws-binding-token", ws_binding_token, methods=["GET", "POST"]),
         websocket_route,
-        Route("/Subscription/{id}", change_subscription, methods=["PUT", "PATCH"]),
         Route("/Subscription/{id}/$status", subscription_status, methods=["GET"]),
         Route("/Subscription/{id}/$events", subscription_events, methods=["GET"]),
         Route("/Subscription/{id}/$deliveries", subscription_deliveries, methods=["GET"]),

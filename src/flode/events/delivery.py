@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 import orjson
@@ -26,12 +25,12 @@ from flode.events.endpoints import EndpointPolicy
 from flode.events.notifications import Notified, notification_bundle
 from flode.events.service import context_of
 from flode.events.settings import Settings
+from flode.events.status import write_status
 from flode.events.subscription import Spec, read_subscription
-from flode.events.topics import Topics
+from flode.events.topic_store import TopicStore, no_longer_offered
 from flode.fhir import json
 from flode.fhir.errors import Issue
 from flode.interactions.services import Services
-from flode.interactions.write import next_timestamp, stamp
 from flode.store.repository import Transaction
 
 log = structlog.get_logger(__name__)
@@ -70,7 +69,7 @@ class Deliverer:
     def __init__(
         self,
         services: Services,
-        topics: Topics,
+        store: TopicStore,
         endpoints: EndpointPolicy,
         settings: Settings,
         node: str,
@@ -78,13 +77,14 @@ class Deliverer:
     ) -> None:
         self.services = services
         self.pool = services.store.pool
-        self.topics = topics
+        self.store = store
+        self.topics = store.topics
         self.endpoints = endpoints
         self.settings = settings
         self.node = node
         self.rest_hook = RestHook(endpoints)
         self.websockets = websockets
-        self._specs: dict[tuple[str, int], tuple[Spec | None, list[Issue]]] = {}
+        self._specs: dict[tuple[str, int, int], tuple[Spec | None, list[Issue]]] = {}
 
     async def close(self) -> None:
         await self.rest_hook.close()
@@ -99,23 +99,33 @@ class Deliverer:
             problem = "deleted"
         elif row["resource_version"] != row["version"]:
             problem = (
-                "the Subscription was changed without the subscriptions API (e.g. in a "
-                "Bundle); write it again with PUT Subscription/{id}"
+                "the stored Subscription was written without being checked (by `flode load "
+                "--fast` or `$import`); write it again with PUT Subscription/{id}"
             )
         else:
-            key = (row["id"], row["version"])
-            if key not in self._specs:
-                if len(self._specs) > 10_000:
-                    self._specs.clear()
-                self._specs[key] = read_subscription(
-                    json.loads(row["content"]), self.topics, self.services.search, self.endpoints
-                )
-            spec, issues = self._specs[key]
+            spec, issues = self._spec(row)
+            if spec is None and self.topics.get(row["topic"]) is None:
+                # A topic written on another server a moment ago, or one no longer offered.
+                if await self.store.refresh():
+                    spec, issues = self._spec(row)
+                if spec is None and self.topics.get(row["topic"]) is None:
+                    issues = [Issue("error", "not-found", no_longer_offered(row["topic"]))]
             if spec is None:
                 problem = "; ".join(i.diagnostics for i in issues)
         owner = context_of(orjson.loads(row["owner"]))
         masking = Masking.of(owner, self.services.protected_identity_units)
         return State(row, spec, problem, owner.base_url, masking)
+
+    def _spec(self, row: asyncpg.Record) -> tuple[Spec | None, list[Issue]]:
+        """The stored Subscription read against the topics offered now (kept per version)."""
+        key = (row["id"], row["version"], self.topics.generation)
+        if key not in self._specs:
+            if len(self._specs) > 10_000:
+                self._specs.clear()
+            self._specs[key] = read_subscription(
+                json.loads(row["content"]), self.topics, self.services.search, self.endpoints
+            )
+        return self._specs[key]
 
     async def release(self, id: str) -> None:
         await self.pool.execute(
@@ -293,27 +303,7 @@ class Deliverer:
         id, expected = state.id, state.row["version"]
 
         async def work(tx: Transaction) -> None:
-            current = await tx.current("Subscription", id)
-            if current is None or current.deleted or current.version != expected:
-                return
-            assert current.content is not None
-            resource: dict[str, Any] = json.loads(current.content)
-            resource["status"] = status
-            resource.pop("error", None)
-            if error is not None:
-                resource["error"] = error[:1000]
-            last_updated = next_timestamp(current)
-            content = stamp(resource, id, current.version + 1, last_updated)
-            version = await tx.update(current, last_updated, "PUT", content, resource)
-            await tx.conn.execute(
-                """UPDATE subscription SET version = $2, status = $3, error = $4
-                   WHERE id = $1 AND version = $5""",
-                id,
-                version,
-                status,
-                error,
-                expected,
-            )
+            await write_status(tx, id, expected, status, error)
 
         await self.services.store.retrying(work)
         log.info("subscription status", subscription=id, status=status, error=error)

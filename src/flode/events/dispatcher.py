@@ -6,6 +6,7 @@
 3. Publish: hand every sequenced event to the event bus (flode.events.bridge), if configured;
    the `nats` cursor advances after the bus acknowledged.
 4. Deliver (flode.events.delivery): each subscription with something to send.
+5. Prune (flode.events.retention): now and then, what the retention lets go.
 
 Steps 1–3 run on one node at a time (transaction-scoped advisory locks: another node skips
 them), step 4 per subscription on the node that holds its lease. Every node wakes on
@@ -28,7 +29,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from flode.events import sequencer
+from flode.events import retention, sequencer
 from flode.events.bridge import Publisher
 from flode.events.channels import WebSockets
 from flode.events.delivery import Deliverer
@@ -36,6 +37,7 @@ from flode.events.endpoints import EndpointPolicy
 from flode.events.matching import Active, Matcher
 from flode.events.outbox import Event, events_after
 from flode.events.settings import Settings
+from flode.events.topic_store import TopicStore
 from flode.events.topics import Topics
 from flode.events.versions import Conn
 from flode.interactions.services import Services
@@ -61,16 +63,19 @@ class Dispatcher:
         publisher: Publisher | None = None,
         websockets: WebSockets | None = None,
         node: str | None = None,
+        store: TopicStore | None = None,
     ) -> None:
         self.services = services
         self.pool: asyncpg.Pool = services.store.pool
         self.settings = settings or Settings()
         self.publisher = publisher
         self.node = node or node_name()
-        self.matcher = Matcher(services, topics, endpoints)
+        # The topics stored, read into `topics` (shared with the process's other users).
+        self.topic_store = store or TopicStore(services, topics)
+        self.matcher = Matcher(services, self.topic_store, endpoints)
         self.websockets = websockets or WebSockets()
         self.deliverer = Deliverer(
-            services, topics, endpoints, self.settings, self.node, self.websockets
+            services, self.topic_store, endpoints, self.settings, self.node, self.websockets
         )
         self._outbox = asyncio.Event()
         self._subscriptions = asyncio.Event()
@@ -91,6 +96,7 @@ class Dispatcher:
         self._tasks = [
             self._spawn(self._pipeline, "events pipeline"),
             self._spawn(self._deliveries, "events delivery"),
+            self._spawn(self._retention, "events retention"),
         ]
         self.wake()
 
@@ -275,6 +281,35 @@ class Dispatcher:
                 "UPDATE event_cursor SET position = $1 WHERE name = 'nats'", events[-1].event
             )
         return len(events)
+
+    # -- retention
+
+    async def _retention(self) -> None:
+        """Prune a minute after starting (sooner if pruning is more frequent), then every
+        `prune_seconds`; another node pruning meanwhile makes this round a no-op."""
+        await asyncio.sleep(min(60.0, self.settings.prune_seconds))
+        while True:
+            try:
+                await self.prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pruning events failed; retrying later")
+            await asyncio.sleep(self.settings.prune_seconds)
+
+    async def prune(self) -> retention.Pruned | None:
+        async with self.pool.acquire() as conn:
+            try:
+                pruned = await retention.prune(
+                    conn, self.settings.retention_days, publishing=self.publisher is not None
+                )
+            except BaseException:
+                # It may still hold the session lock: it must not go back to serve requests.
+                conn.terminate()
+                raise
+        if pruned is not None and any(pruned.removed.values()):
+            log.info("events pruned", before=pruned.cutoff.isoformat(), **pruned.removed)
+        return pruned
 
     # -- delivery
 

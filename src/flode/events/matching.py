@@ -23,6 +23,7 @@ from flode.events.endpoints import EndpointPolicy
 from flode.events.outbox import Event
 from flode.events.service import context_of
 from flode.events.subscription import Spec, read_subscription
+from flode.events.topic_store import TopicStore
 from flode.events.topics import Topics, Trigger
 from flode.events.versions import Conn, Predicate, VersionMatcher
 from flode.fhir import json
@@ -73,9 +74,10 @@ class _Stored:
 
 
 class Matcher:
-    def __init__(self, services: Services, topics: Topics, endpoints: EndpointPolicy) -> None:
+    def __init__(self, services: Services, store: TopicStore, endpoints: EndpointPolicy) -> None:
         self.services = services
-        self.topics = topics
+        self.store = store
+        self.topics = store.topics
         self.endpoints = endpoints
         self.versions = VersionMatcher(services.store.indexer)
         self._active: list[Active] | None = None
@@ -89,6 +91,8 @@ class Matcher:
     async def _subscriptions(self, conn: Conn) -> list[Active]:
         # Subscription writes invalidate at once; a module disabled elsewhere within seconds.
         if self._active is None or time.monotonic() - self._loaded > RELOAD_SECONDS:
+            # The topics first: a Subscription is read against the topics stored with it.
+            await self.store.refresh(conn)
             self._active = await load_active(conn, self.services, self.topics, self.endpoints)
             self._loaded = time.monotonic()
         return self._active
@@ -188,6 +192,8 @@ class Matcher:
 
     async def concerned(self, conn: Conn, events: Sequence[Event]) -> list[Event]:
         """The events some topic with a subscription triggers on (before criteria)."""
+        if any(e.resource_type == "Basic" for e in events):
+            self.invalidate()  # perhaps a topic written: the events after it are matched by it
         if any(e.resource_type == "Subscription" for e in events):
             return list(events)
         topics = {s.spec.topic.url for s in await self._subscriptions(conn)}

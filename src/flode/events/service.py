@@ -1,15 +1,19 @@
-"""What the rest of Flöde sees of events: the topics offered, the check and bookkeeping of
-Subscription writes, the reads behind `$status`, `$events` and `$deliveries`, and the
-dispatcher's life cycle (started and stopped by the composition root, flode.app)."""
+"""What the rest of Flöde sees of events: the topics offered (kept equal to those stored, see
+flode.events.topic_store), the check and bookkeeping of Subscription writes, the reads behind
+`$status`, `$events` and `$deliveries`, and the dispatcher's life cycle (started and stopped
+by the composition root, flode.app)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
+import structlog
 
 from flode.context import RequestContext
 from flode.events.channels import WebSockets
@@ -17,6 +21,7 @@ from flode.events.endpoints import DEFAULT_ALLOWED, EndpointPolicy
 from flode.events.notifications import Notified
 from flode.events.settings import Settings
 from flode.events.subscription import Spec, read_subscription
+from flode.events.topic_store import TopicStore
 from flode.events.topics import Topics
 from flode.fhir.errors import invalid_resource
 from flode.store.search import SearchCompiler
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
     from flode.interactions.services import Services
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+log = structlog.get_logger(__name__)
 
 
 def owner_of(ctx: RequestContext) -> dict[str, Any]:
@@ -53,14 +59,22 @@ class Events:
     dispatch: bool = True
     """Run a dispatcher in this process (off: another process or node delivers)."""
     topics: Topics = field(default_factory=Topics.builtin)
+    """The shipped topics until `start` reads those stored."""
     websockets: WebSockets = field(default_factory=WebSockets)
     dispatcher: Dispatcher | None = None
     endpoints: EndpointPolicy = field(init=False)
+    store: TopicStore | None = field(default=None, init=False)
+    _watch: asyncio.Task[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.endpoints = EndpointPolicy(self.allowed_hosts)
 
     async def start(self, services: Services) -> None:
+        """Read the stored topics and keep watching them; run the dispatcher if this process
+        dispatches."""
+        self.store = TopicStore(services, self.topics)
+        await self.store.refresh()
+        self._watch = asyncio.create_task(self._watch_topics(), name="events topics")
         if not self.dispatch:
             return
         from flode.events.bridge import JetStreamPublisher, Publisher
@@ -76,10 +90,16 @@ class Events:
             self.settings,
             publisher=publisher,
             websockets=self.websockets,
+            store=self.store,
         )
         await self.dispatcher.start()
 
     async def close(self) -> None:
+        if self._watch is not None:
+            watch, self._watch = self._watch, None
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         if self.dispatcher is not None:
             dispatcher, self.dispatcher = self.dispatcher, None
             await dispatcher.close()
@@ -87,6 +107,25 @@ class Events:
     def wake(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()
+
+    # -- topics
+
+    async def _watch_topics(self) -> None:
+        """Topics written on another server take effect here within `topics_seconds`."""
+        while True:
+            await asyncio.sleep(self.settings.topics_seconds)
+            try:
+                await self.topics_written()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep watching: a passing database error must not stop it
+                log.warning("reading the topics failed", error=str(exc) or type(exc).__name__)
+
+    async def topics_written(self) -> None:
+        """After a write of a Basic (or to look for one): what is stored is offered from now
+        on, and the dispatcher reads its Subscriptions again."""
+        if self.store is not None and await self.store.refresh():
+            self.wake()
 
     # -- Subscription writes
 

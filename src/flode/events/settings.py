@@ -14,3 +14,10 @@ class Settings:
     error_after: int = 3
     """Consecutive failed deliveries before the subscription's status becomes `error`."""
     lease_seconds: float = 60.0
+    retention_days: int = 30
+    """Days the events of each subscription and its delivery attempts are kept
+    (flode.events.retention)."""
+    prune_seconds: float = 3600.0
+    """How often a dispatcher prunes what the retention lets go (one node at a time)."""
+    topics_seconds: float = 2.0
+    """How often every server looks for SubscriptionTopics written on another server."""

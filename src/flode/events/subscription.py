@@ -104,27 +104,32 @@ def _filter(raw: Any, topic: Topic, compiler: SearchCompiler, issues: list[Issue
             )
         )
         return None
+    parsed, problem = search_criteria(compiler, resource_type, query)
+    if parsed is None:
+        issues.append(_error(where, f"filter '{raw}' {problem}"))
+        return None
+    return Filter(resource_type, parsed, raw)
+
+
+def search_criteria(
+    compiler: SearchCompiler, resource_type: str, query: str
+) -> tuple[SearchQuery | None, str]:
+    """The criteria `query` (`name=value&…`) of a search of `resource_type`, or None and why
+    they cannot be one (a Subscription's filters, a topic's query criteria)."""
     params = parse_qsl(query, keep_blank_values=True)
     extra = [name for name, _ in params if name.split(":")[0] in RESULT or name.startswith("_inc")]
     if not params or extra:
-        issues.append(_error(where, f"filter '{raw}' must hold search criteria only"))
-        return None
+        return None, "must hold search criteria only"
     try:
         parsed = parse(params)
         compiled = compiler.compile(resource_type, parsed)
     except FhirError as exc:
-        issues.append(_error(where, f"filter '{raw}': {exc.issues[0].diagnostics}"))
-        return None
+        return None, f"is not a search of {resource_type}: {exc.issues[0].diagnostics}"
     if compiled.unknown:
-        issues.append(
-            _error(
-                where,
-                f"filter '{raw}' names search parameters {resource_type} does not have: "
-                f"{', '.join(compiled.unknown)}",
-            )
+        return None, (
+            f"names search parameters {resource_type} does not have: {', '.join(compiled.unknown)}"
         )
-        return None
-    return Filter(resource_type, parsed, raw)
+    return parsed, ""
 
 
 def _number(

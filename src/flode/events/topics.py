@@ -2,8 +2,10 @@
 in R4: `Basic` resources carrying the R5 SubscriptionTopic as cross-version extensions
 (https://hl7.org/fhir/uv/subscriptions-backport/ — "Backported SubscriptionTopic: R4").
 
-Each topic is written once as data (`_DEFINITIONS`), published as a Basic resource, and read
-back from that Basic into the `Topic` the matcher evaluates: what a client reads is what runs.
+Each shipped topic is written once as data (`_DEFINITIONS`), stored as a Basic resource at
+start-up (flode.events.topic_store), and read back from that Basic into the `Topic` the matcher
+evaluates: what a client reads is what runs. Administrators add topics the same way, as Basic
+resources (checked by flode.events.topic_checks).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ TOPIC_BASE = "http://flode.example.org/SubscriptionTopic/"
 _R5 = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic."
 _R4B = "http://hl7.org/fhir/4.3/StructureDefinition/extension-SubscriptionTopic."
 INTERACTIONS = ("create", "update", "delete")
+TYPES_SYSTEM = "http://hl7.org/fhir/fhir-types"
+TOPIC_CODE = "SubscriptionTopic"
+TOPIC_SEARCH = ("code", f"{TYPES_SYSTEM}|{TOPIC_CODE}")
+"""The search that finds the topics: `Basic?code=http://hl7.org/fhir/fhir-types|SubscriptionTopic`."""
 
 _ENCOUNTER_CLASS = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _INPATIENT = ",".join(f"{_ENCOUNTER_CLASS}|{code}" for code in ("IMP", "ACUTE", "NONAC"))
@@ -261,6 +267,11 @@ _DEFINITIONS: tuple[tuple[str, str, str, Sequence[tuple[Trigger, tuple[str, ...]
 )
 
 
+def shipped() -> list[dict[str, Any]]:
+    """The topics Flöde ships, as the Basic resources it stores at start-up (id: the name)."""
+    return [basic_resource(*definition) for definition in _DEFINITIONS]
+
+
 def _ext(url: str, **value: Any) -> dict[str, Any]:
     return {"url": url, **value}
 
@@ -317,37 +328,85 @@ def basic_resource(
         "id": name,
         "extension": extensions + filters,
         "modifierExtension": [_ext(f"{_R5}status", valueCode="active")],
-        "code": {
-            "coding": [{"system": "http://hl7.org/fhir/fhir-types", "code": "SubscriptionTopic"}]
-        },
+        "code": {"coding": [{"system": TYPES_SYSTEM, "code": TOPIC_CODE}]},
     }
 
 
-def _values(extensions: Iterable[Mapping[str, Any]], url: str) -> list[Any]:
+def extension_values(extensions: Iterable[Mapping[str, Any]], url: str) -> list[Any]:
     found = []
     for extension in extensions:
         if extension.get("url") == url:
-            found.append(next(v for k, v in extension.items() if k.startswith("value")))
+            found.append(next((v for k, v in extension.items() if k.startswith("value")), None))
     return found
 
 
-def _parts(extensions: Iterable[Mapping[str, Any]], url: str) -> list[list[dict[str, Any]]]:
+def extension_parts(
+    extensions: Iterable[Mapping[str, Any]], url: str
+) -> list[list[dict[str, Any]]]:
     return [e.get("extension", []) for e in extensions if e.get("url") == url]
 
 
 def _one(extensions: Iterable[Mapping[str, Any]], url: str, default: Any = None) -> Any:
-    values = _values(extensions, url)
+    values = extension_values(extensions, url)
     return values[0] if values else default
+
+
+def elements(extensions: Any) -> list[dict[str, Any]]:
+    """The cross-version extensions of a Basic by element name (`url`, `resourceTrigger`, …):
+    the IG's examples use both the R5 (5.0) and the R4B (4.3) extension URLs."""
+    found = []
+    for extension in extensions if isinstance(extensions, list) else []:
+        if isinstance(extension, dict):
+            url = str(extension.get("url", ""))
+            for prefix in (_R5, _R4B):
+                if url.startswith(prefix):
+                    url = url.removeprefix(prefix)
+            found.append({**extension, "url": url})
+    return found
+
+
+def is_topic(resource: Mapping[str, Any] | None) -> bool:
+    """Whether a resource is a backported SubscriptionTopic (a Basic with the IG's code)."""
+    if resource is None or resource.get("resourceType") != "Basic":
+        return False
+    code = resource.get("code")
+    codings = code.get("coding") if isinstance(code, Mapping) else None
+    return any(
+        isinstance(c, Mapping) and c.get("system") == TYPES_SYSTEM and c.get("code") == TOPIC_CODE
+        for c in (codings if isinstance(codings, list) else [])
+    )
+
+
+def status_of(basic: Mapping[str, Any]) -> Any:
+    """The topic's R5 status (a modifier extension in the IG; an extension is read too)."""
+    found = elements(basic.get("modifierExtension")) + elements(basic.get("extension"))
+    return _one(found, "status")
+
+
+def url_of(basic: Mapping[str, Any]) -> Any:
+    return _one(elements(basic.get("extension")), "url")
+
+
+def served_url(resource: Mapping[str, Any] | None) -> str | None:
+    """The canonical URL a resource offers as a topic: an active topic's, else None."""
+    if not is_topic(resource) or resource is None or status_of(resource) != "active":
+        return None
+    url = url_of(resource)
+    return url if isinstance(url, str) and url else None
+
+
+def resource_type_of(uri: Any) -> str:
+    """`Encounter` from `http://hl7.org/fhir/StructureDefinition/Encounter` (or itself)."""
+    return str(uri).rsplit("/", 1)[-1]
 
 
 def topic_of(basic: Mapping[str, Any]) -> Topic:
     """Read a backported SubscriptionTopic (Basic) into what the matcher evaluates."""
-    extensions = basic.get("extension", [])
+    extensions = elements(basic.get("extension"))
     triggers = []
-    for parts in _parts(extensions, f"{_R4B}resourceTrigger"):
-        resource = str(_one(parts, "resource"))
+    for parts in extension_parts(extensions, "resourceTrigger"):
         criteria = None
-        for query in _parts(parts, "queryCriteria"):
+        for query in extension_parts(parts, "queryCriteria"):
             criteria = QueryCriteria(
                 previous=_one(query, "previous"),
                 current=_one(query, "current"),
@@ -358,36 +417,45 @@ def topic_of(basic: Mapping[str, Any]) -> Topic:
         triggers.append(
             Trigger(
                 str(_one(parts, "description", "")),
-                resource.rsplit("/", 1)[-1],
-                tuple(_values(parts, "supportedInteraction")) or INTERACTIONS,
+                resource_type_of(_one(parts, "resource")),
+                tuple(extension_values(parts, "supportedInteraction")) or INTERACTIONS,
                 criteria,
             )
         )
     filters: dict[str, list[str]] = {}
-    for parts in _parts(extensions, f"{_R4B}canFilterBy"):
-        filters.setdefault(str(_one(parts, "resource")), []).append(
+    for parts in extension_parts(extensions, "canFilterBy"):
+        filters.setdefault(resource_type_of(_one(parts, "resource")), []).append(
             str(_one(parts, "filterParameter"))
         )
     return Topic(
-        url=str(_one(extensions, f"{_R5}url")),
-        name=str(_one(extensions, f"{_R5}name", "")),
-        title=str(_one(extensions, f"{_R5}title", "")),
-        description=str(_one(extensions, f"{_R5}description", "")),
+        url=str(_one(extensions, "url")),
+        name=str(_one(extensions, "name", "")),
+        title=str(_one(extensions, "title", "")),
+        description=str(_one(extensions, "description", "")),
         triggers=tuple(triggers),
         filters={k: tuple(v) for k, v in filters.items()},
     )
 
 
 class Topics:
-    """The topics this server offers, by canonical URL. Built once at start-up."""
+    """The topics this server offers, by canonical URL: built once at start-up and shared by
+    reference (the Subscription checks, the matcher, delivery, the CapabilityStatement), so a
+    change of the stored topics is made in place (`replace`)."""
 
     def __init__(self, resources: Sequence[Mapping[str, Any]]) -> None:
-        self.resources = list(resources)
-        self.by_url = {topic.url: topic for topic in map(topic_of, self.resources)}
+        self.generation = 0
+        """Grows with every `replace` (the CapabilityStatement and cached reads follow it)."""
+        self.replace(resources)
 
     @classmethod
     def builtin(cls) -> Topics:
-        return cls([basic_resource(*definition) for definition in _DEFINITIONS])
+        return cls(shipped())
+
+    def replace(self, resources: Sequence[Mapping[str, Any]]) -> None:
+        """Offer these topics from now on instead (each a servable, active topic)."""
+        self.resources = list(resources)
+        self.by_url = {topic.url: topic for topic in map(topic_of, self.resources)}
+        self.generation += 1
 
     def get(self, url: str) -> Topic | None:
         return self.by_url.get(url.split("|", 1)[0])

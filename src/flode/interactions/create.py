@@ -1,6 +1,6 @@
 """create and conditional create (https://hl7.org/fhir/R4/http.html#create).
 
-`prepare_create` checks the request without I/O; `find_existing` and `insert_new` do the work
+`prepare_create` checks the request without I/O; `find_existing` and `create_in` do the work
 inside a given transaction, so a transaction Bundle runs the same steps as `POST /{type}`.
 """
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from flode.access import ownership, policy
 from flode.context import RequestContext
+from flode.events import writes
 from flode.interactions.guard import guarded
 from flode.interactions.outcome import Outcome
 from flode.interactions.services import Services
@@ -73,6 +74,21 @@ async def insert_new(
     return Version(resource_type, id, 1, last_updated, "POST", content)
 
 
+async def create_in(
+    tx: Transaction,
+    services: Services,
+    ctx: RequestContext,
+    resource_type: str,
+    resource: dict[str, Any],
+    id: str | None = None,
+) -> Outcome:
+    """Create `resource` inside `tx` for `ctx`; a Subscription is checked and served
+    (flode.events.writes)."""
+    checked = writes.check(services, ctx, resource_type, resource, None)
+    outcome = Outcome(201, await insert_new(tx, resource_type, resource, id))
+    return await writes.adopt(tx, services, ctx, checked, outcome)
+
+
 async def create(
     services: Services,
     ctx: RequestContext,
@@ -90,6 +106,6 @@ async def create(
             existing = await find_existing(tx, services, resource_type, if_none_exist)
             if existing is not None:
                 return existing_outcome(existing)
-        return Outcome(201, await insert_new(tx, resource_type, resource))
+        return await create_in(tx, services, ctx, resource_type, resource)
 
     return await guarded(services, ctx, resource_type, "c", None, work)

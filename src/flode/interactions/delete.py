@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from flode.context import RequestContext
+from flode.events import writes
 from flode.fhir.errors import not_found, precondition_failed
 from flode.interactions.guard import guarded
 from flode.interactions.outcome import Outcome
@@ -33,12 +34,13 @@ async def _tombstone(tx: Transaction, current: Current) -> Outcome:
             current.as_version(),
             issues=information(f"{name} was already deleted"),
         )
+    effects = await writes.deleting(tx, current)  # a SubscriptionTopic's (flode.events)
     last_updated = next_timestamp(current)
     version = await tx.update(current, last_updated, "DELETE", None, None)
     return Outcome(
         204,
         Version(current.resource_type, current.id, version, last_updated, "DELETE", None),
-        issues=information(f"Deleted {name}; version {version} records the deletion"),
+        issues=information(f"Deleted {name}; version {version} records the deletion") + effects,
     )
 
 

@@ -17,7 +17,7 @@ from flode.interactions.guard import guarded
 from flode.interactions.outcome import Outcome
 from flode.interactions.read import gone
 from flode.interactions.services import Services
-from flode.interactions.update import write_version
+from flode.interactions.update import Target, replace_in
 from flode.interactions.write import check_body, check_type
 from flode.store.repository import Transaction
 
@@ -29,15 +29,16 @@ def _unchanged(resource: dict[str, Any]) -> dict[str, Any]:
 async def patch_in(
     tx: Transaction,
     services: Services,
+    ctx: RequestContext,
     resource_type: str,
     id: str,
     operations: Any,
     if_match: int | None = None,
     rewrite: Callable[[dict[str, Any]], dict[str, Any]] = _unchanged,
 ) -> Outcome:
-    """Apply the operations to the current version and write the result, validated.
-    `rewrite` turns the patched resource into the one to write (a transaction Bundle rewrites
-    the references to its entries)."""
+    """Apply the operations to the current version and write the result, validated, for
+    `ctx`. `rewrite` turns the patched resource into the one to write (a transaction Bundle
+    rewrites the references to its entries)."""
     current = await tx.current(resource_type, id)
     if current is None:
         raise not_found(f"{resource_type}/{id} is not known")
@@ -47,7 +48,8 @@ async def patch_in(
     resource = check_body(services, resource_type, patched)
     if resource.get("id") != id:
         raise bad_request("A patch must not change the resource's id", "id")
-    return await write_version(tx, current, resource_type, id, resource, "PATCH", if_match)
+    target = Target(id, current, "PATCH")
+    return await replace_in(tx, services, ctx, resource_type, target, resource, if_match)
 
 
 async def patch(
@@ -65,5 +67,5 @@ async def patch(
         resource_type,
         "u",
         id,
-        lambda tx: patch_in(tx, services, resource_type, id, operations, if_match),
+        lambda tx: patch_in(tx, services, ctx, resource_type, id, operations, if_match),
     )

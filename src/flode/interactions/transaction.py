@@ -30,18 +30,13 @@ from flode.fhir.bundle import etag
 from flode.fhir.errors import bad_request, precondition_failed
 from flode.fhir.references import conditional, is_placeholder, references, rewrite, rewrite_params
 from flode.interactions import history, read, search
-from flode.interactions.create import existing_outcome, find_existing, insert_new
+from flode.interactions.create import create_in, existing_outcome, find_existing
 from flode.interactions.delete import conditional_delete_in, delete_in
 from flode.interactions.entries import Entry, about, label, parse_entry, read_kind
 from flode.interactions.outcome import Outcome
 from flode.interactions.patch import patch_in
 from flode.interactions.services import Services
-from flode.interactions.update import (
-    Target,
-    conditional_target,
-    update_in,
-    write_version,
-)
+from flode.interactions.update import Target, conditional_target, replace_in
 from flode.interactions.write import conditional_criteria, in_transaction, new_id
 from flode.store.repository import Store, Transaction
 
@@ -142,10 +137,14 @@ class Processing:
             if entry.index not in self.outcomes:
                 with self._about(entry):
                     resource = rewrite(entry.resource, self.replacements)
-                    version = await insert_new(
-                        self.tx, entry.resource_type, resource, self.ids[entry.index]
+                    self.outcomes[entry.index] = await create_in(
+                        self.tx,
+                        self.services,
+                        self.ctx,
+                        entry.resource_type,
+                        resource,
+                        self.ids[entry.index],
                     )
-                    self.outcomes[entry.index] = Outcome(201, version)
         for entry in self._each("PUT", "PATCH"):
             with self._about(entry):
                 self.outcomes[entry.index] = await self._update(entry)
@@ -236,6 +235,7 @@ class Processing:
             return await patch_in(
                 tx,
                 self.services,
+                self.ctx,
                 kind,
                 id,
                 entry.operations,
@@ -245,10 +245,8 @@ class Processing:
         resource = rewrite(entry.resource, self.replacements)
         target = self.targets.get(entry.index)
         if target is None:
-            return await update_in(tx, kind, id, resource, entry.if_match)
-        return await write_version(
-            tx, target.current, kind, target.id, resource, target.method, entry.if_match
-        )
+            target = Target(id, await tx.current(kind, id), "PUT")
+        return await replace_in(tx, self.services, self.ctx, kind, target, resource, entry.if_match)
 
 
 async def process(

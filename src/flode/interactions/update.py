@@ -14,6 +14,7 @@ from typing import Any
 from flode.access import ownership, policy
 from flode.access.ownership import Owner
 from flode.context import RequestContext
+from flode.events import writes
 from flode.fhir.errors import bad_request, precondition_failed
 from flode.interactions.guard import guarded
 from flode.interactions.outcome import Outcome
@@ -91,6 +92,8 @@ async def update_in(
     resource: dict[str, Any],
     if_match: int | None = None,
 ) -> Outcome:
+    """The version written as it is, for `flode load --fast`; the interactions write with
+    `replace_in`, which also serves Subscriptions."""
     current = await tx.current(resource_type, id)
     return await write_version(tx, current, resource_type, id, resource, "PUT", if_match)
 
@@ -105,14 +108,12 @@ async def update(
 ) -> Outcome:
     policy.require(ctx, resource_type, "u")  # before the body is looked at
     resource = prepare_update(services, resource_type, id, body)
-    return await guarded(
-        services,
-        ctx,
-        resource_type,
-        "u",
-        id,
-        lambda tx: update_in(tx, resource_type, id, resource, if_match),
-    )
+
+    async def work(tx: Transaction) -> Outcome:
+        target = Target(id, await tx.current(resource_type, id), "PUT")
+        return await replace_in(tx, services, ctx, resource_type, target, resource, if_match)
+
+    return await guarded(services, ctx, resource_type, "u", id, work)
 
 
 def prepare_conditional_update(
@@ -133,6 +134,24 @@ class Target:
     id: str
     current: Current | None
     method: str
+
+
+async def replace_in(
+    tx: Transaction,
+    services: Services,
+    ctx: RequestContext,
+    resource_type: str,
+    target: Target,
+    resource: dict[str, Any],
+    if_match: int | None,
+) -> Outcome:
+    """Write `resource` as the next version of `target` inside `tx`, for `ctx`; a Subscription
+    is checked and served (flode.events.writes)."""
+    checked = writes.check(services, ctx, resource_type, resource, target.current)
+    outcome = await write_version(
+        tx, target.current, resource_type, target.id, resource, target.method, if_match
+    )
+    return await writes.adopt(tx, services, ctx, checked, outcome)
 
 
 async def conditional_target(
@@ -182,8 +201,6 @@ async def conditional_update(
 
     async def work(tx: Transaction) -> Outcome:
         target = await conditional_target(tx, services, resource_type, criteria, resource, if_match)
-        return await write_version(
-            tx, target.current, resource_type, target.id, resource, target.method, if_match
-        )
+        return await replace_in(tx, services, ctx, resource_type, target, resource, if_match)
 
     return await guarded(services, ctx, resource_type, "u", None, work)

@@ -26,6 +26,21 @@ UNAVAILABLE = 2
 T = TypeVar("T")
 
 
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The embedded PostgreSQL's data directory, also while `flode serve` runs on it "
+    "[default: ./.flode].",
+)
+database_url_option = click.option(
+    "--database-url",
+    default=None,
+    help="The server's PostgreSQL, instead of the embedded one [env: FLODE_DATABASE_URL].",
+)
+"""The options of a command that works on the database (with `with_database`)."""
+
+
 class Unavailable(Exception):
     """The database cannot be used; the message says why and what to do."""
 

@@ -9,33 +9,22 @@ from __future__ import annotations
 import getpass
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-import asyncpg
 import click
 from rich.console import Console
 
 from flode.context import RequestContext
+from flode.store.attach import data_dir_option, database_url_option, with_database
 
 T = TypeVar("T")
 
 err = Console(stderr=True)
 out = Console(soft_wrap=True)
 
-_data_dir = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The embedded PostgreSQL's data directory, also while `flode serve` runs on it "
-    "[default: ./.flode].",
-)
-_database_url = click.option(
-    "--database-url",
-    default=None,
-    help="The server's PostgreSQL, instead of the embedded one [env: FLODE_DATABASE_URL].",
-)
+_data_dir = data_dir_option
+_database_url = database_url_option
 _reviewer = click.option(
     "--reviewer",
     default=None,
@@ -70,16 +59,6 @@ def operator(
         subject=getpass.getuser(),
         trusted=True,
     )
-
-
-def with_database(
-    data_dir: Path | None,
-    database_url: str | None,
-    work: Callable[[asyncpg.Connection], Awaitable[T]],
-) -> T:
-    from flode.store import attach
-
-    return attach.with_database(data_dir, database_url, work, err)
 
 
 @click.group()

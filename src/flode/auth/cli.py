@@ -17,8 +17,9 @@ from typing import Any
 import asyncpg
 import click
 
-from flode.auth.cli_options import data_dir_option, database_url_option, err, with_database
+from flode.auth.cli_options import err
 from flode.auth.module_cli import module
+from flode.store.attach import data_dir_option, database_url_option, with_database
 
 
 @click.group()

@@ -19,14 +19,8 @@ import asyncpg
 import click
 from rich.table import Table
 
-from flode.auth.cli_options import (
-    data_dir_option,
-    database_url_option,
-    err,
-    out,
-    when,
-    with_database,
-)
+from flode.auth.cli_options import err, out, when
+from flode.store.attach import data_dir_option, database_url_option, with_database
 
 T = TypeVar("T")
 

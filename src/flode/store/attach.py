@@ -106,10 +106,12 @@ def with_database(
     data_dir: Path | None,
     database_url: str | None,
     work: Callable[[asyncpg.Connection], Awaitable[T]],
-    console: Console,
+    console: Console | None = None,
 ) -> T:
     """Run `work(conn)` on a connection to the database (schema up to date) and return what
-    it returns; say why on `console` and exit 2 when the database cannot be reached."""
+    it returns; say why on `console` (standard error) and exit 2 when the database cannot be
+    reached."""
+    console = console or Console(stderr=True)
     if data_dir is not None and database_url is not None:
         raise click.UsageError("give either --data-dir or --database-url, not both")
 

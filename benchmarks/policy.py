@@ -44,12 +44,26 @@ class Compared:
     operator: search.Measured
     clinician: search.Measured
 
+    def cpu_overhead(self) -> float | None:
+        """The extra CPU time (server + PostgreSQL) per request, in percent: steadier than
+        latency on a machine that does other work."""
+        a, b = cpu_ms(self.operator), cpu_ms(self.clinician)
+        return (b - a) / a * 100 if a and b else None
+
     def overhead(self, percentile: float) -> float | None:
         a, b = self.operator.result, self.clinician.result
         if a is None or b is None or not a.requests or not b.requests:
             return None
         base = a.percentile_ms(percentile)
         return (b.percentile_ms(percentile) - base) / base * 100 if base > 0 else None
+
+
+def cpu_ms(m: search.Measured) -> float | None:
+    """CPU time (Python server + PostgreSQL) per request, in ms."""
+    r, u = m.result, m.usage
+    if r is None or u is None or not r.requests:
+        return None
+    return (u.server + u.postgres) * r.elapsed_s / r.requests * 1e3
 
 
 def _organization(id: str, hsa: str, name: str, part_of: str | None = None) -> dict[str, Any]:
@@ -215,7 +229,8 @@ def print_report(console: Console, patients: int, compared: list[Compared]) -> N
         "(ms; p50 / p95; operator: no rules, clinician: L1, L7–L9 in the query)",
         title_justify="left",
     )
-    for name in ("Query", "Operator", "Clinician", "Overhead p50", "Overhead p95", "Found"):
+    columns = ("Query", "Operator", "Clinician", "Overhead p50", "Overhead p95", "CPU ms", "CPU")
+    for name in (*columns, "Found"):
         table.add_column(name, justify="left" if name == "Query" else "right")
     for c in compared:
         cells = [c.operator.query.name]
@@ -229,13 +244,17 @@ def print_report(console: Console, patients: int, compared: list[Compared]) -> N
         for percentile in (50, 95):
             value = c.overhead(percentile)
             cells.append("–" if value is None else f"{value:+.0f} %")
+        a, b, extra = cpu_ms(c.operator), cpu_ms(c.clinician), c.cpu_overhead()
+        cells.append("–" if a is None or b is None else f"{a:.1f} → {b:.1f}")
+        cells.append("–" if extra is None else f"{extra:+.0f} %")
         cells.append(f"{c.operator.probe.total} / {c.clinician.probe.total}")
         table.add_row(*cells)
     console.print(table)
     console.print(
-        "[dim]Found: Bundle.total as the operator / as the clinician (the same when the rules "
-        "let the clinician read everything, as here). Every request is logged in the access "
-        "log either way; the difference is the rules' SQL.[/]"
+        "[dim]CPU ms: CPU time (Python server + PostgreSQL) per request, operator → clinician, "
+        "and its overhead. Found: Bundle.total as the operator / as the clinician (the same "
+        "when the rules let the clinician read everything, as here). Every request is logged in "
+        "the access log either way; the difference is the rules' SQL.[/]"
     )
 
 
@@ -249,6 +268,9 @@ def as_json(patients: int, compared: list[Compared]) -> dict[str, Any]:
                 "operator_p95_ms": _p(c.operator, 95),
                 "clinician_p95_ms": _p(c.clinician, 95),
                 "overhead_p50_percent": c.overhead(50),
+                "operator_cpu_ms": cpu_ms(c.operator),
+                "clinician_cpu_ms": cpu_ms(c.clinician),
+                "cpu_overhead_percent": c.cpu_overhead(),
                 "found": [c.operator.probe.total, c.clinician.probe.total],
             }
             for c in compared

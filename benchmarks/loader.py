@@ -1,5 +1,7 @@
 """Loading a Synthea data set into a benchmark server over HTTP: every resource as
-`PUT /fhir/{type}/{id}` on concurrent keep-alive connections, with a progress bar.
+`PUT /fhir/{type}/{id}` on concurrent keep-alive connections, with a progress bar. And
+`flode load` itself (`python -m benchmarks load`): the same files through the fast path and
+through transactions, with the CPU each took.
 
 A loaded data directory is kept in a cache and reused by later runs. Its name says which data
 set it holds (size, source bundles, how copies are made). New migrations are applied to it when
@@ -11,10 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +36,11 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
-from benchmarks import synthea
+from benchmarks import cpu, synthea
 from benchmarks.loadgen import HOST, read_response, request
+from benchmarks.server import process_tree
 from flode.store.migrate import bundled_migrations
 
 _MARKER = "loaded.json"
@@ -172,3 +181,175 @@ async def load(port: int, patients: int, console: Console, *, concurrency: int =
             reporter.cancel()
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+# `flode load`: the same files through the fast path and through transactions, each into a
+# fresh data directory (so a fresh embedded PostgreSQL), as a user runs it.
+
+_SAMPLE_S = 0.1
+_PROBE_LOOPS = 3_000_000
+_SUMMARY = re.compile(r"^\W*(resources written|seconds|resources/s|files failed)\W+([\d,.]+)")
+# The aim of the issue that asked for the fast path, on a 2-core machine, for Synthea data.
+FAST_AIM = 3_000.0
+
+
+@dataclass(slots=True)
+class FlodeLoadRun:
+    """One `flode load` of a data set into a fresh data directory."""
+
+    path: str
+    """`fast` (`--fast`) or `transactions`."""
+    resources: int
+    failed: int
+    seconds: float
+    """As `flode load` reports it: from the start of its workers."""
+    rate: float
+    """Resources per second, as `flode load` reports it."""
+    wall_s: float
+    """The whole command, the start of its PostgreSQL included."""
+    cpu_load: float
+    """CPU seconds of `flode load` and its workers (sampled every 0.1 s)."""
+    cpu_postgres: float
+    """CPU seconds of its PostgreSQL."""
+    cpu_other: float
+    """CPU seconds of everything else on the machine meanwhile: high means a noisy number."""
+    probe_ms: float
+    """A fixed pure-Python loop, timed just before: how fast the (virtual) CPU was then."""
+
+
+def _flode() -> list[str]:
+    """The `flode` command of this environment."""
+    script = Path(sys.executable).with_name("flode")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "flode"]
+
+
+def _postmaster(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_probe() -> float:
+    """Milliseconds of CPU a fixed pure-Python loop takes: on a shared virtual machine the
+    speed of a vCPU itself varies from one minute to the next."""
+    started, total = time.process_time(), 0
+    for number in range(_PROBE_LOOPS):
+        total += number
+    return (time.process_time() - started) * 1000
+
+
+def _is_postgres(pid: int) -> bool:
+    """PostgreSQL's own programs (initdb, pg_ctl, postgres), started by `flode load`."""
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return False
+    return name in ("postgres", "initdb", "pg_ctl")
+
+
+def run_flode_load(data: Path, *, fast: bool, workers: int | None = None) -> FlodeLoadRun:
+    """`flode load [--fast] --data-dir <fresh> data`, with the CPU it and its PostgreSQL used."""
+    with tempfile.TemporaryDirectory(prefix="flode-load-bench-") as scratch:
+        data_dir = Path(scratch) / "data"
+        command = [*_flode(), "load", "--data-dir", str(data_dir), str(data)]
+        command += ["--fast"] if fast else []
+        command += ["--workers", str(workers)] if workers else []
+        used: dict[int, tuple[str, float]] = {}
+        probe = cpu_probe()
+        machine, started = cpu.machine_busy_seconds(), time.perf_counter()
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        while process.poll() is None:
+            postmaster = _postmaster(data_dir)
+            postgres = set(process_tree(postmaster)) if postmaster is not None else set()
+            for pid in process_tree(process.pid) + sorted(postgres):
+                kind = "postgres" if pid in postgres or _is_postgres(pid) else "load"
+                used[pid] = (kind, max(cpu.process_seconds(pid), used.get(pid, ("", 0.0))[1]))
+            time.sleep(_SAMPLE_S)
+        wall = time.perf_counter() - started
+        machine = cpu.machine_busy_seconds() - machine
+        output = process.stdout.read() if process.stdout is not None else ""
+    summary = {}
+    for line in output.splitlines():
+        if found := _SUMMARY.match(line):
+            summary[found[1]] = float(found[2].replace(",", ""))
+    if process.returncode not in (0, 1) or "resources/s" not in summary:
+        raise RuntimeError(f"flode load exited with {process.returncode}:\n{output}")
+    load = sum(seconds for kind, seconds in used.values() if kind == "load")
+    postgres_cpu = sum(seconds for kind, seconds in used.values() if kind == "postgres")
+    return FlodeLoadRun(
+        "fast" if fast else "transactions",
+        int(summary.get("resources written", 0)),
+        int(summary.get("files failed", 0)),
+        summary["seconds"],
+        summary["resources/s"],
+        wall,
+        load,
+        postgres_cpu,
+        max(machine - load - postgres_cpu, 0.0),
+        probe,
+    )
+
+
+def measure_flode_load(
+    data: Path, console: Console, *, runs: int = 2, workers: int | None = None
+) -> list[FlodeLoadRun]:
+    """Each path `runs` times, alternating, so that a busy moment hits both alike."""
+    found = []
+    for number in range(1, runs + 1):
+        for fast in (True, False):
+            what = "--fast" if fast else "transactions"
+            with console.status(f"flode load {what}, run {number} of {runs}…"):
+                found.append(run_flode_load(data, fast=fast, workers=workers))
+            run = found[-1]
+            console.print(
+                f"[dim]{what}: {run.resources:,} resources in {run.seconds:.1f} s, "
+                f"{run.rate:,.0f}/s[/]"
+            )
+    return found
+
+
+def print_flode_load(console: Console, data: Path, found: list[FlodeLoadRun]) -> None:
+    table = Table(title=f"flode load of {data}", title_justify="left")
+    for name in ("path", "run", "resources", "seconds", "resources/s", "command s"):
+        table.add_column(name, justify="left" if name == "path" else "right")
+    for name in ("CPU s: load", "PostgreSQL", "other", "probe ms"):
+        table.add_column(name, justify="right")
+    for path in ("fast", "transactions"):
+        for number, run in enumerate((r for r in found if r.path == path), start=1):
+            table.add_row(
+                "--fast" if path == "fast" else "transactions",
+                str(number),
+                f"{run.resources:,}",
+                f"{run.seconds:.1f}",
+                f"{run.rate:,.0f}",
+                f"{run.wall_s:.1f}",
+                f"{run.cpu_load:.1f}",
+                f"{run.cpu_postgres:.1f}",
+                f"{run.cpu_other:.1f}",
+                f"{run.probe_ms:.0f}",
+                style="red" if run.failed else None,
+            )
+    console.print(table)
+    fast = [r.rate for r in found if r.path == "fast"]
+    slow = [r.rate for r in found if r.path == "transactions"]
+    console.print(
+        "[dim]seconds and resources/s as flode load reports them (from the start of its "
+        "workers); command s: the whole command, its PostgreSQL's start included; CPU: "
+        f"sampled every {_SAMPLE_S:g} s from /proc, other = the rest of the machine "
+        "meanwhile (high: the number is noisy); probe: a fixed pure-Python loop just before "
+        "the run (higher: a slower vCPU at that moment).[/]"
+    )
+    if fast and slow:
+        console.print(
+            f"--fast: {min(fast):,.0f}–{max(fast):,.0f} resources/s, "
+            f"{statistics.median(fast) / statistics.median(slow):.1f}× transactions "
+            f"({min(slow):,.0f}–{max(slow):,.0f}/s); aim ≥ {FAST_AIM:,.0f}/s: "
+            + ("[green]met[/]" if max(fast) >= FAST_AIM else "[red]not met[/]")
+        )
+
+
+def flode_load_json(found: list[FlodeLoadRun]) -> list[dict[str, Any]]:
+    return [asdict(run) for run in found]

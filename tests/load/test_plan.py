@@ -3,13 +3,18 @@ references between entries, and what cannot be loaded."""
 
 from __future__ import annotations
 
+import gzip
 import uuid
 from typing import Any
 
 import pytest
 
+from flode.fhir import json
+from flode.fhir.references import rewrite
 from flode.load.plan import BundleWork, Write, chunks, lines, plain_writes, plan
 from flode.load.sources import Line, SourceError
+
+from .support import SYNTHEA
 
 SALT = "0" * 64
 
@@ -166,3 +171,18 @@ def test_a_document_bundle_or_a_single_resource_is_one_resource() -> None:
 def test_chunks_never_hold_a_resource_twice() -> None:
     writes = [Write(f"line {i}", "Patient", id, {}) for i, id in enumerate("aabca")]
     assert [[w.id for w in chunk] for chunk in chunks(writes, 3)] == [["a"], ["a", "b", "c"], ["a"]]
+
+
+def test_entries_are_rewritten_in_place_exactly_as_a_transaction_rewrites_them() -> None:
+    """The loader rewrites the Bundle it parsed itself instead of copying it; the resources
+    are what `rewrite` makes of the same Bundle, for every Synthea Bundle in the tests."""
+    for path in sorted(SYNTHEA.glob("*.json.gz")):
+        document = json.loads(gzip.decompress(path.read_bytes()))
+        original = json.loads(gzip.decompress(path.read_bytes()))
+        work = plan(document, SALT)
+        assert isinstance(work, BundleWork)
+        writes = plain_writes(work)
+        assert writes is not None
+        replacements = {w.full_url: f"{w.resource_type}/{w.id}" for w in writes if w.full_url}
+        expected = [rewrite(e["resource"], replacements) for e in original["entry"]]
+        assert [{**w.resource, "id": None} for w in writes] == [{**e, "id": None} for e in expected]

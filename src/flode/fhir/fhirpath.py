@@ -37,13 +37,17 @@ Path = Literal["fast", "fhirpathpy"]
 
 @dataclass(frozen=True, slots=True)
 class CompiledExpression:
-    """An expression ready to evaluate; `types` is known statically on the fast path only."""
+    """An expression ready to evaluate; `types` and `roots` are known statically on the fast
+    path only."""
 
     expression: str
     context: str
     path: Path
     evaluate: Evaluator
     types: frozenset[str] | None
+    roots: frozenset[str] | None = None
+    """The JSON properties of the context the expression starts from: on a value that has none
+    of them it yields nothing. None when that is not known."""
 
 
 def compile_expression(
@@ -54,11 +58,11 @@ def compile_expression(
     Raises `Unsupported` when neither the fast path nor fhirpathpy can evaluate it.
     """
     try:
-        evaluate, types = compile_fast(definitions, expression, context)
+        evaluate, types, roots = compile_fast(definitions, expression, context)
     except NotFast:
         pass
     else:
-        return CompiledExpression(expression, context, "fast", evaluate, types)
+        return CompiledExpression(expression, context, "fast", evaluate, types, roots)
     evaluate = compile_fallback(definitions, expression, context)
     return CompiledExpression(expression, context, "fhirpathpy", evaluate, None)
 

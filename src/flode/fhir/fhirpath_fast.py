@@ -86,16 +86,21 @@ def is_subtype(type_name: str, of: str) -> bool:
 
 def compile_fast(
     definitions: Definitions, expression: str, context: str
-) -> tuple[Evaluator, frozenset[str]]:
+) -> tuple[Evaluator, frozenset[str], frozenset[str] | None]:
     """Compile `expression` evaluated on a `context` value (a resource type or node name).
 
-    Returns the evaluator and the types it can yield, known from the element model alone.
+    Returns the evaluator, the types it can yield and the JSON properties of the context it
+    starts from (it yields nothing for a value that has none of them; None when it may yield
+    something regardless), all known from the element model alone.
     """
     parser = _Parser(definitions, _tokens(expression), context)
     alternatives = parser.expression()
     if parser.position != len(parser.tokens):
         raise NotFast(f"unexpected {parser.tokens[parser.position][1]!r}")
-    return _evaluator(alternatives), frozenset(a.type for a in alternatives)
+    roots: frozenset[str] | None = frozenset()
+    for alternative in alternatives:
+        roots = None if roots is None or alternative.roots is None else roots | alternative.roots
+    return _evaluator(alternatives), frozenset(a.type for a in alternatives), roots
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,9 @@ class _Alternative:
     values: Values
     # Known to yield exactly one item (a boolean from `exists()`, `=` or `and`), or none.
     single: bool = False
+    # The properties of the context value it reads first: it yields nothing when the value has
+    # none of them. None when unknown (the context itself, `exists()`, comparisons).
+    roots: frozenset[str] | None = None
 
 
 def _tokens(expression: str) -> list[tuple[str, str]]:
@@ -231,10 +239,13 @@ class _Parser:
     def member(self, alternatives: list[_Alternative], name: str) -> list[_Alternative]:
         result: list[_Alternative] = []
         for alternative in alternatives:
+            first = alternative.values is _itself
             for prop in _properties(self.node(alternative.type), name):
                 result.append(
                     _Alternative(
-                        node_type(self.definitions, prop), _step(alternative.values, prop.name)
+                        node_type(self.definitions, prop),
+                        _step(alternative.values, prop.name),
+                        roots=frozenset({prop.name}) if first else alternative.roots,
                     )
                 )
         if not result:
@@ -333,7 +344,7 @@ def _filter(alternative: _Alternative, keep: Callable[[Any], bool]) -> _Alternat
     def values(value: Any) -> list[Any]:
         return [item for item in previous(value) if keep(item)]
 
-    return _Alternative(alternative.type, values)
+    return _Alternative(alternative.type, values, roots=alternative.roots)
 
 
 def _equals(path: tuple[str, ...], literal: str) -> Callable[[Any], bool]:
@@ -360,7 +371,7 @@ def _index(alternatives: list[_Alternative], index: int) -> list[_Alternative]:
     def values(value: Any) -> list[Any]:
         return previous(value)[index : index + 1]
 
-    return [_Alternative(alternatives[0].type, values)]
+    return [_Alternative(alternatives[0].type, values, roots=alternatives[0].roots)]
 
 
 def _exists(alternatives: list[_Alternative]) -> list[_Alternative]:

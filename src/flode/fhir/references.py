@@ -68,6 +68,23 @@ def rewrite(node: Any, replacements: Mapping[str, str]) -> Any:
     return node
 
 
+def rewrite_in_place(node: Any, replacements: Mapping[str, str], found: list[str]) -> None:
+    """What `rewrite(node, replacements)` returns, made of `node` itself (for JSON its caller
+    owns and no longer needs as it was), appending every reference of the result to `found`
+    in document order: one walk where `rewrite` and `references` take two, and no copies."""
+    items = node.items() if type(node) is dict else enumerate(node)
+    for key, value in items:
+        kind = type(value)
+        if kind is dict or kind is list:
+            rewrite_in_place(value, replacements, found)
+        elif kind is str and type(node) is dict:
+            if key == "reference":
+                value = node[key] = replacements.get(value, value)
+                found.append(value)
+            elif key == "div":
+                node[key] = _rewrite_links(value, replacements)
+
+
 def _rewrite_links(xhtml: str, replacements: Mapping[str, str]) -> str:
     if "href" not in xhtml and "src" not in xhtml:
         return xhtml

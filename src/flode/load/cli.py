@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flode.config import Config
-from flode.load import runner, sources
+from flode.load import runner, sources, worker
 from flode.load.files import FileResult
 from flode.store import attach
 
@@ -38,10 +39,14 @@ def run(
         raise click.UsageError("give either --data-dir or --database-url, not both")
     folder = attach.data_dir_of(data_dir)
     external = database_url or (None if data_dir else Config().database_url)
+    # While PostgreSQL starts (a process of its own), this one reads what every worker needs.
+    warming = threading.Thread(target=worker.warm, name="flode-load-warm", daemon=True)
+    warming.start()
     try:
         with attach.database(data_dir, database_url, err) as url:
             where = attach.safe(url) if external else f"the embedded PostgreSQL in {folder}"
             asyncio.run(_prepare(url))
+            warming.join()  # before the workers are forked (flode.load.runner)
             files, missing = sources.find(paths)
             mode = "fast path (COPY)" if options.fast else "transactions"
             err.print(

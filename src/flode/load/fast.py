@@ -7,8 +7,8 @@ Each resource is validated and stamped by the same functions as `PUT {type}/{id}
 1. `INSERT … ON CONFLICT (resource_type, id) DO NOTHING` of the `resource` rows, sorted so two
    loads lock new ids in the same order; the ids that were new get their `pk`.
 2. `COPY` of their version-1 rows into `resource_version` and of their index rows into every
-   index table (`search_text` through a temporary table, so its `tsvector`s are made by
-   `array_to_tsvector` exactly as a single write makes them).
+   index table but `search_text`, whose rows are one `INSERT … SELECT unnest(…)` so that its
+   `tsvector`s are made by `array_to_tsvector` exactly as a single write makes them.
 3. One outbox row per version created (flode.load.hooks.announce), as a single create appends.
 4. Every resource whose id existed already (loaded before, written by a running server, or
    twice in the chunk) is written as its next version through `update_in`, the update
@@ -48,9 +48,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 VERSION_COLUMNS = ("resource_pk", "version", "resource_type", "last_updated", "method", "content")
 COMPARTMENT_COLUMNS = ("resource_pk", "resource_type", "compartment_type", "compartment_id")
-TEXT_COLUMNS = ("resource_pk", "resource_type", "narrative", "content")
-# Created on each connection of the loader's pool (see `prepare_connection`).
-TEXT_STAGING = "load_search_text"
 
 _INSERT = """INSERT INTO resource
     (resource_type, id, version, last_updated, owner_unit, owner_provider)
@@ -59,18 +56,14 @@ _INSERT = """INSERT INTO resource
         AS u (resource_type, id, unit, provider)
     ON CONFLICT (resource_type, id) DO NOTHING
     RETURNING pk, resource_type, id"""
+# The words of each resource go joined by spaces (no word has one, flode.store.params.text): a
+# text is cheaper to send than an array of words, and split again it is the same array, made
+# into a `tsvector` by `array_to_tsvector` as a single write makes it.
 _TEXT = f"""INSERT INTO {text.TABLE} (resource_pk, resource_type, narrative, content)
-    SELECT resource_pk, resource_type, array_to_tsvector(narrative), array_to_tsvector(content)
-    FROM {TEXT_STAGING}"""
-
-
-async def prepare_connection(conn: asyncpg.Connection) -> None:
-    """Give a new connection of the loader's pool its staging table for full-text rows."""
-    await conn.execute(
-        f"""CREATE TEMPORARY TABLE IF NOT EXISTS {TEXT_STAGING} (
-                resource_pk bigint, resource_type text, narrative text[], content text[]
-            ) ON COMMIT DELETE ROWS"""
-    )
+    SELECT u.pk, u.resource_type, array_to_tsvector(string_to_array(u.narrative, ' ')),
+        array_to_tsvector(string_to_array(u.content, ' '))
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+        AS u (pk, resource_type, narrative, content)"""
 
 
 class Invalid(Exception):
@@ -209,11 +202,16 @@ async def _copy(
     for pk, item in created:
         kind = item.write.resource_type
         versions.append((pk, 1, kind, last_updated, "PUT", item.content))
+        key = (pk, kind)
         for table, found in item.rows.tables.items():
-            tables.setdefault(table, []).extend((pk, kind, *row) for row in found)
-        compartments.extend((pk, kind, *compartment) for compartment in item.rows.compartments)
+            records = tables.get(table)
+            if records is None:
+                records = tables[table] = []
+            records.extend([key + row for row in found])
+        compartments.extend([key + compartment for compartment in item.rows.compartments])
         if item.rows.words is not None:
-            words.append((pk, kind, *item.rows.words))
+            narrative, content = item.rows.words
+            words.append((pk, kind, _joined(narrative), _joined(content)))
     await conn.copy_records_to_table("resource_version", records=versions, columns=VERSION_COLUMNS)
     for table, records in tables.items():
         await conn.copy_records_to_table(table, records=records, columns=COLUMNS[table])
@@ -222,5 +220,8 @@ async def _copy(
             "resource_compartment", records=compartments, columns=COMPARTMENT_COLUMNS
         )
     if words:
-        await conn.copy_records_to_table(TEXT_STAGING, records=words, columns=TEXT_COLUMNS)
-        await conn.execute(_TEXT)
+        await conn.execute(_TEXT, *(list(column) for column in zip(*words, strict=True)))
+
+
+def _joined(words: list[str] | None) -> str | None:
+    return None if words is None else " ".join(words)

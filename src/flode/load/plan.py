@@ -23,7 +23,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flode.fhir.references import conditional, is_placeholder, references, rewrite
+from flode.fhir.references import (
+    conditional,
+    is_placeholder,
+    references,
+    rewrite_in_place,
+)
 from flode.interactions.update import ID
 from flode.load.sources import Line, SourceError
 
@@ -203,16 +208,23 @@ def resolve(writes: list[Write], *, unique: bool) -> list[Write]:
                 raise SourceError(f"{write.where}: another entry has the fullUrl {write.full_url}")
             replacements[write.full_url] = f"{write.resource_type}/{write.id}"
     for write in writes:
+        found: list[str] = []
         if replacements:
-            write.resource = rewrite(write.resource, replacements)
-        for reference in references(write.resource):
-            if is_placeholder(reference):
-                raise SourceError(
-                    f"{write.where}: the reference '{reference}' is to no entry of the file: no "
-                    "entry has it as its fullUrl"
-                )
-            if not write.searches and conditional(reference) is not None:
-                write.searches = True
+            # The document is the load's own: its resources are rewritten as they are.
+            rewrite_in_place(write.resource, replacements, found)
+        else:
+            found.extend(references(write.resource))
+        if any(is_placeholder(reference) for reference in found):
+            # The first in the order `references` finds them, whatever the walk above saw.
+            reference = next(r for r in references(write.resource) if is_placeholder(r))
+            raise SourceError(
+                f"{write.where}: the reference '{reference}' is to no entry of the file: no "
+                "entry has it as its fullUrl"
+            )
+        if not write.searches and any(
+            "?" in reference and conditional(reference) is not None for reference in found
+        ):
+            write.searches = True
     return writes
 
 

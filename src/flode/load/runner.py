@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,9 @@ from rich.progress import (
 
 from flode.load import worker
 from flode.load.files import FileResult
+
+# The progress bar is drawn at most this often.
+_RENDER_SECONDS = 0.1
 
 STOPPED = "The worker loading it stopped unexpectedly: {reason}"
 INTERRUPTED = "Not loaded, or not completely: the load was interrupted (Ctrl-C)"
@@ -70,6 +76,9 @@ class _Progress:
         self.sizes = {str(path): _size(path) for path in files}
         self.read: dict[str, int] = {}
         self.written: dict[str, int] = {}
+        self.rendered = 0.0
+        # Rendered by `refresh`, without a thread of its own: workers are forked from this
+        # process (see `_context`), which must then have no other thread.
         self.bar = Progress(
             TextColumn("[bold]Loading"),
             BarColumn(),
@@ -80,6 +89,7 @@ class _Progress:
             TimeRemainingColumn(),
             TimeElapsedColumn(),
             console=console,
+            auto_refresh=False,
             redirect_stdout=False,
             redirect_stderr=False,
         )
@@ -105,9 +115,24 @@ class _Progress:
         self.refresh()
 
     def refresh(self) -> None:
-        elapsed = time.monotonic() - self.started
+        now = time.monotonic()
+        elapsed = now - self.started
         rate = self.resources / elapsed if elapsed > 0 else 0.0
         self.bar.update(self.task, done=self.done, resources=self.resources, rate=rate)
+        if now - self.rendered >= _RENDER_SECONDS:
+            self.rendered = now
+            self.bar.refresh()
+
+
+def _context() -> ForkContext | SpawnContext:
+    """How worker processes start. Forked, they begin with everything this process has
+    imported and read (the whole application and the FHIR definitions: a second or two of
+    work each); that is safe only while this process runs no other thread, which `flode load`
+    ensures (the progress bar is drawn from this thread). Elsewhere (another platform, or a
+    caller with threads of its own) each worker starts a fresh interpreter."""
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 def _size(path: Path) -> int:
@@ -180,7 +205,7 @@ class _Pass:
         self.fatal: dict[int, str] = {}
 
     def run(self, workers: int) -> list[FileResult]:
-        context = multiprocessing.get_context("spawn")
+        context = _context()
         events: Any = context.Queue()
         counter = context.Value("q", 0)
         processes = {

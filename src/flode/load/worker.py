@@ -27,8 +27,14 @@ from flode import logs
 from flode.app import build_services
 from flode.config import Config
 from flode.context import RequestContext
-from flode.load.fast import prepare_connection
+from flode.fhir.definitions import Definitions
+from flode.fhir.search_parameters import SearchParameters
 from flode.load.files import FileLoader
+
+# Objects (that the cyclic collector tracks) allocated and not freed since its last run, past
+# which it runs again between files: the cycles of a failed file (its exception, its frames)
+# hold its whole document, some hundred thousand objects.
+LEFT_BEHIND = 100_000
 
 
 class Events(Protocol):
@@ -73,6 +79,8 @@ def run(
     """The worker process's main function."""
     # Ctrl-C reaches the whole process group; the parent decides and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker has the parent's handlers: SIGTERM (the parent stopping it) ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     logs.configure(json_lines=settings.json_logs)
     lines: Any = _Lines(events)
     factory: Any = (
@@ -97,8 +105,16 @@ def _take(counter: Synchronized[int], total: int) -> int | None:
     return index
 
 
+def warm() -> None:
+    """Read the FHIR definitions and compile the search parameters, once, into this process:
+    workers forked from it have them (flode.load.runner) and start at once."""
+    definitions = Definitions.load()
+    SearchParameters.load(definitions)
+
+
 async def _no_reset(conn: asyncpg.Connection) -> None:
-    """Keep the session (and its staging table) when a connection returns to the pool."""
+    """Keep the session when a connection returns to the pool: the loader changes nothing in
+    it that needs undoing, and resetting is a round trip per transaction."""
 
 
 @asynccontextmanager
@@ -109,7 +125,6 @@ async def open_loader(settings: Settings) -> AsyncIterator[FileLoader]:
         min_size=1,
         max_size=settings.concurrency + 1,
         server_settings={"jit": "off"},
-        init=prepare_connection,
         reset=_no_reset,
     )
     assert pool is not None
@@ -131,7 +146,9 @@ async def _work(
 ) -> None:
     async with open_loader(settings) as loader:
         # Many parsed resources alive at once make the cyclic collector the main cost
-        # (DESIGN.md): it is paused, and run between files over what the files left.
+        # (DESIGN.md): it is paused, and run between files once what the files left behind
+        # has grown (a file leaves no cycles when it loads, so most files need none: a
+        # collection costs up to tens of milliseconds and finds nothing).
         gc.collect()
         gc.freeze()
         gc.disable()
@@ -145,6 +162,7 @@ async def _work(
 
                 result = await loader.load(Path(paths[index]), report)
                 events.put(("done", worker, index, asdict(result)))
-                gc.collect()
+                if gc.get_count()[0] > LEFT_BEHIND:
+                    gc.collect()
 
         await asyncio.gather(*(loading() for _ in range(settings.concurrency)))

@@ -7,7 +7,7 @@ transaction as the version they describe, and replaced on every write.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -92,41 +92,132 @@ class IndexRows:
     contained: tuple[ContainedRows, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Indexed:
+    """How one search parameter of a type is indexed: its expression, its table and the
+    module function that makes the table's rows of its values."""
+
+    code: str
+    param: SearchParameter
+    evaluate: Callable[[Any], list[Node]]
+    rows: Callable[[list[Node]], list[Any]] | None
+    """The module's `rows`; None for a composite (see `components`)."""
+    table: str
+    roots: frozenset[str] | None
+    """The properties the expression starts from: a resource with none of them yields no
+    values (None: evaluate always)."""
+    components: tuple[tuple[str, str], ...]
+    """A composite's (component code, component parameter type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What indexing one resource type takes, worked out once per registry."""
+
+    indexed: tuple[_Indexed, ...]
+    always: tuple[int, ...]
+    """The positions in `indexed` of the parameters evaluated on every resource."""
+    by_root: Mapping[str, tuple[int, ...]]
+    """The positions of the other parameters, by each property they start from."""
+    compartment: tuple[SearchParameter, ...]
+    """The parameters that put the type into a Patient compartment."""
+    remembered: frozenset[str]
+    """The reference parameters of `indexed` whose rows also decide the compartments."""
+    content: bool
+    narrative: bool
+
+
 class Indexer:
     def __init__(self, registry: SearchParameters, definitions: Definitions | None = None) -> None:
-        self.registry = registry
+        self._registry = registry
+        self._plans: dict[str, _Plan] = {}
         self.text = text.Extractor(definitions or Definitions.load())
 
-    def _composite_rows(self, param: SearchParameter, resource: Mapping[str, Any]) -> list[Any]:
-        elements = []
-        for node in param.evaluate(resource):
+    @property
+    def registry(self) -> SearchParameters:
+        return self._registry
+
+    @registry.setter
+    def registry(self, registry: SearchParameters) -> None:
+        """A new registry (custom SearchParameters changed): the plans are made anew."""
+        self._registry = registry
+        self._plans = {}
+
+    def _plan(self, resource_type: str) -> _Plan:
+        plan = self._plans.get(resource_type)
+        if plan is None:
+            plan = self._plans[resource_type] = self._make_plan(resource_type)
+        return plan
+
+    def _make_plan(self, resource_type: str) -> _Plan:
+        params = self.registry.for_type(resource_type)
+        compartment = tuple(
+            param
+            for code in self.registry.compartment(resource_type)
+            if (param := self.registry.get(resource_type, code)) is not None
+        )
+        codes = {param.code for param in compartment}
+        indexed = self._indexed(params)
+        remembered = (e.code for e in indexed if e.code in codes and e.rows is reference.rows)
+        by_root: dict[str, list[int]] = {}
+        for position, entry in enumerate(indexed):
+            for root in entry.roots or ():
+                by_root.setdefault(root, []).append(position)
+        return _Plan(
+            indexed,
+            tuple(position for position, entry in enumerate(indexed) if entry.roots is None),
+            {root: tuple(positions) for root, positions in by_root.items()},
+            compartment,
+            frozenset(remembered),
+            "_content" in params,
+            "_text" in params,
+        )
+
+    def _indexed(self, params: Mapping[str, SearchParameter]) -> tuple[_Indexed, ...]:
+        """The parameters with index rows of their own, in the registry's order."""
+        found = []
+        for code, param in params.items():
+            module = MODULES.get(param.type)
+            if module is None or code in ON_RESOURCE or code in NOT_INDEXED or code in FULL_TEXT:
+                continue
+            if param.compiled is None:
+                continue  # unsupported: it yields no values
             components = []
-            for code, _ in param.components:
-                definition = self.registry.get(param.base, code)
-                kind = definition.type if definition is not None else "token"
-                components.append((kind, param.evaluate_component(code, node)))
-            elements.append(components)
-        return list(composite.rows(elements))
+            for component, _ in param.components:
+                definition = self.registry.get(param.base, component)
+                components.append((component, definition.type if definition else "token"))
+            found.append(
+                _Indexed(
+                    code,
+                    param,
+                    param.compiled.evaluate,
+                    None if param.type == "composite" else module.rows,
+                    module.TABLE,
+                    param.compiled.roots,
+                    tuple(components),
+                )
+            )
+        return tuple(found)
 
     def rows(self, resource: Mapping[str, Any]) -> IndexRows:
-        params = self.registry.for_type(resource["resourceType"])
-        tables = self._tables(resource, params)
+        plan = self._plan(resource["resourceType"])
+        remembered: dict[str, list[Any]] = {}
+        tables = self._tables(resource, plan, remembered)
         for table, rows in facts.rows(resource).items():
             tables.setdefault(table, []).extend(rows)
-        words = (
-            self.text.row(resource, narrative="_text" in params) if "_content" in params else None
-        )
+        words = self.text.row(resource, narrative=plan.narrative) if plan.content else None
         contained = resource.get("contained")
         return IndexRows(
             tables,
-            self._compartments(resource),
+            self._compartments(resource, plan, remembered),
             words,
             self._contained(contained) if contained else (),
         )
 
     def patients(self, resource: Mapping[str, Any]) -> list[str]:
         """The ids of the patients whose compartments the resource is in."""
-        return [id for kind, id in self._compartments(resource) if kind == "Patient"]
+        plan = self._plan(resource["resourceType"])
+        return [id for kind, id in self._compartments(resource, plan, None) if kind == "Patient"]
 
     def _contained(self, contained: Any) -> tuple[ContainedRows, ...]:
         """Each contained resource with a type and an id (the first of a repeated id)."""
@@ -137,39 +228,74 @@ class Indexer:
             kind, id = item.get("resourceType"), item.get("id")
             if not isinstance(kind, str) or not isinstance(id, str) or not id or id in found:
                 continue
-            params = self.registry.for_type(kind)
-            found[id] = ContainedRows(kind, id, self._tables(item, params))
+            found[id] = ContainedRows(kind, id, self._tables(item, self._plan(kind), {}))
         return tuple(found.values())
 
     def _tables(
-        self, resource: Mapping[str, Any], params: Mapping[str, SearchParameter]
+        self, resource: Mapping[str, Any], plan: _Plan, remembered: dict[str, list[Any]]
     ) -> dict[str, list[tuple[Any, ...]]]:
+        """The rows per table; the rows of the parameters that decide the compartments also go
+        into `remembered`. (Hot: a parameter whose expression starts from properties the
+        resource does not have is not evaluated: it has no values.)"""
         tables: dict[str, list[tuple[Any, ...]]] = {}
-        for code, param in params.items():
-            module = MODULES.get(param.type)
-            if module is None or code in ON_RESOURCE or code in NOT_INDEXED or code in FULL_TEXT:
-                continue
-            if param.type == "composite":
-                found = self._composite_rows(param, resource)
+        keep = plan.remembered
+        selected = set(plan.always)
+        by_root = plan.by_root
+        for key in resource:
+            positions = by_root.get(key)
+            if positions is not None:
+                selected.update(positions)
+        every = plan.indexed
+        for position in sorted(selected):  # in the registry's order, as rows always are
+            indexed = every[position]
+            if indexed.rows is None:
+                found = self._composite_rows(indexed, resource)
             else:
-                found = module.rows(param.evaluate(resource))
+                found = indexed.rows(indexed.evaluate(resource))
+            if indexed.code in keep:
+                remembered[indexed.code] = found
             if found:
-                table: str = module.TABLE
-                tables.setdefault(table, []).extend((code, *row) for row in dict.fromkeys(found))
+                # Each module's rows are distinct already.
+                code = (indexed.code,)
+                rows = tables.get(indexed.table)
+                if rows is None:
+                    rows = tables[indexed.table] = []
+                rows.extend([code + row for row in found])
         return tables
 
-    def _compartments(self, resource: Mapping[str, Any]) -> list[tuple[str, str]]:
-        """The Patient compartments the resource belongs to (a Patient is in its own)."""
+    def _composite_rows(self, indexed: _Indexed, resource: Mapping[str, Any]) -> list[Any]:
+        """`composite.rows` of the parameter's elements, the first component evaluated only
+        where the second has a value (most composites of a resource have none: an
+        Observation has one kind of value)."""
+        components = indexed.components
+        if len(components) != 2 or components[0][1] != "token":
+            return []  # nothing composite.rows would index
+        (first, _), (second, kind) = components
+        param = indexed.param
+        found = []
+        for node in indexed.evaluate(resource):
+            values = composite.values(kind, param.evaluate_component(second, node))
+            if values:
+                codes = composite.codes(param.evaluate_component(first, node))
+                found.extend(composite.combine(codes, values))
+        return list(dict.fromkeys(found))
+
+    def _compartments(
+        self, resource: Mapping[str, Any], plan: _Plan, remembered: Mapping[str, list[Any]] | None
+    ) -> list[tuple[str, str]]:
+        """The Patient compartments the resource belongs to (a Patient is in its own); with the
+        rows `_tables` remembered for it, if it ran."""
         resource_type = resource["resourceType"]
         found: dict[tuple[str, str], None] = {}
         if resource_type == "Patient" and isinstance(resource.get("id"), str):
             found[("Patient", resource["id"])] = None
-        for code in self.registry.compartment(resource_type):
-            param = self.registry.get(resource_type, code)
-            if param is None:
-                continue
-            nodes: list[Node] = param.evaluate(resource)
-            for target_type, target_id, *_ in reference.rows(nodes):
+        for param in plan.compartment:
+            if remembered is None or param.code not in plan.remembered:
+                rows = reference.rows(param.evaluate(resource))
+            else:
+                # Not evaluated by `_tables` when the resource has none of its properties.
+                rows = remembered.get(param.code, [])
+            for target_type, target_id, *_ in rows:
                 if target_type == "Patient" and target_id:
                     found[("Patient", target_id)] = None
         if resource_type == "Provenance":

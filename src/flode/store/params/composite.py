@@ -54,7 +54,13 @@ _Value = tuple[
 CompositeRow = tuple[str | None, str | None, *_Value]
 
 
-def _values(kind: str, nodes: Iterable[Node]) -> list[_Value]:
+def codes(nodes: Iterable[Node]) -> list[tuple[str | None, str | None]]:
+    """The (system, code) pairs of the first component's values."""
+    return [(s, c) for s, c, *_ in token.rows(nodes) if c]
+
+
+def values(kind: str, nodes: Iterable[Node]) -> list[_Value]:
+    """The second component's values, as the last eight columns of a row."""
     if kind == "token":
         return [(s, c, None, None, None, None, None, None) for s, c, *_ in token.rows(nodes) if c]
     if kind == "string":
@@ -72,10 +78,13 @@ def rows(elements: Iterable[Sequence[Component]]) -> list[CompositeRow]:
     for element in elements:
         if len(element) != 2 or element[0][0] != "token":
             continue
-        first = [(s, c) for s, c, *_ in token.rows(element[0][1]) if c]
-        second = _values(*element[1])
-        found.extend((*f, *s) for f in first for s in second)
+        found.extend(combine(codes(element[0][1]), values(*element[1])))
     return list(dict.fromkeys(found))
+
+
+def combine(first: list[tuple[str | None, str | None]], second: list[_Value]) -> list[CompositeRow]:
+    """The rows of one composite element: each code with each value."""
+    return [f + s for f in first for s in second]
 
 
 def _second(param: str, kind: str, value: str, args: Args) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from decimal import Context, Decimal
+from functools import lru_cache
 from typing import Any
 
 from flode.fhir.errors import bad_request
@@ -65,10 +66,24 @@ def number_text(value: Any) -> str | None:
 
 def number_row(kind: str, value: Any) -> NumberRow | None:
     text = number_text(value)
-    number = parse(text) if text is not None else None
+    if text is None:
+        return None
+    integer = kind in _INTEGERS
+    return _cached_row(text, integer) if len(text) <= 40 else _row(text, integer)
+
+
+@lru_cache(maxsize=4096)
+def _cached_row(text: str, integer: bool) -> NumberRow | None:
+    """Cached: an Observation's value is indexed under its quantity parameter and again under
+    each composite that has it. (Long texts are not worth an entry.)"""
+    return _row(text, integer)
+
+
+def _row(text: str, integer: bool) -> NumberRow | None:
+    number = parse(text)
     if number is None:
         return None
-    if kind in _INTEGERS:
+    if integer:
         return number, number, number
     low, high = precision_range(number)
     return number, low, high

@@ -40,7 +40,8 @@ MAX_BYTES = 1_000_000
 _LEXEME_OVERHEAD = 6
 
 TextRow = tuple[list[str] | None, list[str] | None]
-"""(narrative words, content words) as stored in `search_text`; None when there are none."""
+"""(narrative words, content words) as stored in `search_text`; None when there are none. A
+word is never empty and never holds a space (flode.load.fast stages words joined by spaces)."""
 
 _WORD = re.compile(r"\w+")
 # ASCII characters that are not word characters (`\w`): text is split at them as at spaces,

@@ -22,6 +22,8 @@ COLUMNS = ("system", "code", "text", "type_system", "type_code")
 # A btree index row holds at most about 2.7 kB. A longer system or code is indexed, and searched
 # for, by its digest instead, so matching stays exact.
 MAX_INDEXED_BYTES = 512
+# A text of at most this many characters is at most MAX_INDEXED_BYTES in UTF-8.
+_SHORT = MAX_INDEXED_BYTES // 4
 UNSUPPORTED = ("in", "not-in", "below", "above")
 
 TokenRow = tuple[str | None, str | None, str | None, str | None, str | None]
@@ -30,6 +32,8 @@ TokenRow = tuple[str | None, str | None, str | None, str | None, str | None]
 
 def indexed(text: str) -> str:
     """The form of a system or code in `search_token`."""
+    if len(text) <= _SHORT:
+        return text  # fits whatever its characters (hot: most values are short)
     raw = text.encode()
     return text if len(raw) <= MAX_INDEXED_BYTES else f"sha256:{hashlib.sha256(raw).hexdigest()}"
 

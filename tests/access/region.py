@@ -76,6 +76,14 @@ class Region:
         await self.put({"resourceType": "Patient", "id": id, "name": [{"family": family}]})
         return id
 
+    async def in_care_at(self, *units: str, key: str = "p") -> str:
+        """A patient (`key`) with an encounter in progress at each of `units`: each of them has
+        a care relationship with the patient. The patient's id."""
+        patient = await self.patient(key)
+        for unit in units:
+            await self.encounter(patient, unit)
+        return patient
+
     async def encounter(
         self, patient: str, unit: str, status: str = "in-progress", ended: int | None = None
     ) -> str:

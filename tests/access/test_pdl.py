@@ -54,8 +54,7 @@ async def search(client: httpx.AsyncClient, url: str, **params: Any) -> dict[str
 async def test_a_write_records_the_writers_care_unit_and_provider_and_a_provenance(
     region: Region,
 ) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
+    patient = await region.in_care_at("A1")
     doctor = region.clinician("A1")
     written = await region.post(observation(patient), doctor)
     tags = {(t["system"], t["code"]) for t in written["meta"]["tag"]}
@@ -70,8 +69,7 @@ async def test_a_write_records_the_writers_care_unit_and_provider_and_a_provenan
 
 
 async def test_a_client_cannot_claim_another_units_ownership(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
+    patient = await region.in_care_at("A1")
     claimed = observation(patient)
     claimed["meta"] = {"tag": [{"system": UNIT_TAG, "code": region.hsa("B1")}]}
     written = await region.post(claimed, region.clinician("A1"))
@@ -80,9 +78,7 @@ async def test_a_client_cannot_claim_another_units_ownership(region: Region) -> 
 
 
 async def test_an_update_keeps_the_first_writers_ownership(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
-    await region.encounter(patient, "A2")
+    patient = await region.in_care_at("A1", "A2")
     written = await region.post(observation(patient), region.clinician("A1"))
     written["status"] = "amended"
     del written["meta"]
@@ -94,8 +90,7 @@ async def test_an_update_keeps_the_first_writers_ownership(region: Region) -> No
 async def test_a_clinician_without_a_care_relationship_is_refused_with_403(
     region: Region,
 ) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A2")
+    patient = await region.in_care_at("A2")
     written = await region.post(observation(patient), region.clinician("A2"))
     response = await region.clinician("A1").get(f"Observation/{written['id']}")
     assert response.status_code == 403
@@ -162,9 +157,7 @@ async def test_a_clinician_token_without_a_care_unit_reads_no_patient_data(
 
 
 async def test_units_of_one_provider_read_each_others_data(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
-    await region.encounter(patient, "A2")
+    patient = await region.in_care_at("A1", "A2")
     written = await region.post(observation(patient), region.clinician("A2"))
     assert (await region.clinician("A1").get(f"Observation/{written['id']}")).status_code == 200
 
@@ -172,9 +165,7 @@ async def test_units_of_one_provider_read_each_others_data(region: Region) -> No
 async def test_a_block_hides_a_units_data_from_the_providers_other_units(
     region: Region,
 ) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
-    await region.encounter(patient, "A2")
+    patient = await region.in_care_at("A1", "A2")
     own = await region.post(observation(patient), region.clinician("A1"))
     blocked = await region.post(observation(patient, "2339-0"), region.clinician("A2"))
     block = await region.consent(patient, "deny", "A2")
@@ -197,9 +188,7 @@ async def test_a_block_hides_a_units_data_from_the_providers_other_units(
 
 
 async def test_another_providers_data_needs_the_patients_consent(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
-    await region.encounter(patient, "B1")
+    patient = await region.in_care_at("A1", "B1")
     theirs = await region.post(observation(patient), region.clinician("B1"))
     reader = region.clinician("A1")
     response = await reader.get(f"Observation/{theirs['id']}")
@@ -212,8 +201,7 @@ async def test_another_providers_data_needs_the_patients_consent(region: Region)
 
 
 async def test_a_consent_without_a_care_relationship_opens_nothing(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "B1")
+    patient = await region.in_care_at("B1")
     theirs = await region.post(observation(patient), region.clinician("B1"))
     await region.consent(patient, "permit", "A")
     response = await region.clinician("A1").get(f"Observation/{theirs['id']}")
@@ -221,9 +209,7 @@ async def test_a_consent_without_a_care_relationship_opens_nothing(region: Regio
 
 
 async def test_a_block_beats_a_consent(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
-    await region.encounter(patient, "B1")
+    patient = await region.in_care_at("A1", "B1")
     theirs = await region.post(observation(patient), region.clinician("B1"))
     await region.consent(patient, "permit", "A")
     await region.consent(patient, "deny", "B")
@@ -233,9 +219,7 @@ async def test_a_block_beats_a_consent(region: Region) -> None:
 
 
 async def test_a_consent_counts_only_within_its_provision_period(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
-    await region.encounter(patient, "B1")
+    patient = await region.in_care_at("A1", "B1")
     theirs = await region.post(observation(patient), region.clinician("B1"))
     reader = region.clinician("A1")
     await region.consent(patient, "permit", "A", period={"start": day(-30), "end": day(-2)})
@@ -246,9 +230,7 @@ async def test_a_consent_counts_only_within_its_provision_period(region: Region)
 
 
 async def test_a_block_counts_only_within_its_provision_period(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
-    await region.encounter(patient, "A2")
+    patient = await region.in_care_at("A1", "A2")
     theirs = await region.post(observation(patient), region.clinician("A2"))
     reader = region.clinician("A1")
     await region.consent(patient, "deny", "A2", period={"start": day(-30), "end": day(-2)})
@@ -262,8 +244,7 @@ async def test_a_block_counts_only_within_its_provision_period(region: Region) -
 async def test_emergency_access_opens_data_without_relationship_or_consent(
     region: Region,
 ) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "B1")
+    patient = await region.in_care_at("B1")
     theirs = await region.post(observation(patient), region.clinician("B1"))
     emergency = region.clinician("A1", purpose="ETREAT", reason="unconscious at the ER")
     assert (await emergency.get(f"Observation/{theirs['id']}")).status_code == 200
@@ -271,17 +252,14 @@ async def test_emergency_access_opens_data_without_relationship_or_consent(
 
 
 async def test_an_emergency_purpose_without_a_reason_is_refused(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
+    patient = await region.in_care_at("A1")
     response = await region.clinician("A1", purpose="BTG").get(f"Patient/{patient}")
     assert response.status_code == 403
     assert "reason" in response.json()["issue"][0]["diagnostics"]
 
 
 async def test_blocked_data_opens_only_in_two_emergency_steps(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A2")
-    await region.encounter(patient, "B1")
+    patient = await region.in_care_at("A2", "B1")
     blocked = await region.post(observation(patient), region.clinician("B1"))
     await region.consent(patient, "deny", "B1")
     emergency = region.clinician("A1", purpose="BTG", reason="cardiac arrest")
@@ -312,8 +290,7 @@ async def test_blocked_data_opens_only_in_two_emergency_steps(region: Region) ->
 
 
 async def test_the_emergency_steps_need_an_emergency_purpose(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
+    patient = await region.in_care_at("A1")
     doctor = region.clinician("A1")
     response = await doctor.get(f"Patient/{patient}/$emergency-reveal")
     assert response.status_code == 403
@@ -349,8 +326,7 @@ def summary(event: dict[str, Any]) -> tuple[str, str, str, frozenset[str]]:
 
 
 async def test_every_access_leaves_an_entry_in_the_access_log(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "A1")
+    patient = await region.in_care_at("A1")
     doctor = region.clinician("A1")
     written = await region.post(observation(patient), doctor)
     assert (await doctor.get(f"Observation/{written['id']}")).status_code == 200
@@ -381,8 +357,7 @@ async def test_a_search_returning_two_patients_logs_one_entry_for_each(region: R
 
 
 async def test_the_emergency_steps_are_logged_and_flagged(region: Region) -> None:
-    patient = await region.patient("p")
-    await region.encounter(patient, "B1")
+    patient = await region.in_care_at("B1")
     await region.post(observation(patient), region.clinician("B1"))
     await region.consent(patient, "deny", "B1")
     emergency = region.clinician("A1", purpose="ETREAT", reason="stroke")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +39,27 @@ def _new_key() -> ECKey:
     return key
 
 
-def _write(path: Path, entries: list[dict[str, Any]]) -> None:
+def _write(path: Path, entries: list[dict[str, Any]], *, first: bool = False) -> bool:
+    """Write the key file whole, through a temporary file of this process's own, so that
+    processes starting at once (the workers of `flode load`, several servers) never read a
+    file another one is still writing. `first`: only if there is none yet; False if another
+    process made it first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        json.dump({"keys": entries}, file)
-    temporary.replace(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            json.dump({"keys": entries}, file)
+        if not first:
+            temporary.replace(path)
+            return True
+        try:
+            os.link(temporary, path)  # fails if the file exists: the first one wins
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _load(entries: list[dict[str, Any]]) -> SigningKeys:
@@ -56,12 +71,12 @@ def _load(entries: list[dict[str, Any]]) -> SigningKeys:
 def load_or_create(directory: Path) -> SigningKeys:
     """The keys in `directory/jwks.json`, made on first use."""
     path = directory / "jwks.json"
-    if path.exists():
-        entries: list[dict[str, Any]] = json.loads(path.read_text())["keys"]
-    else:
+    if not path.exists():
         entries = [{**_new_key().as_dict(private=True), "created": time.time()}]
-        _write(path, entries)
-    return _load(entries)
+        if _write(path, entries, first=True):
+            return _load(entries)
+    found: list[dict[str, Any]] = json.loads(path.read_text())["keys"]
+    return _load(found)
 
 
 def rotate(directory: Path, retain_seconds: float) -> SigningKeys:

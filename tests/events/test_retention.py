@@ -153,8 +153,7 @@ async def test_removes_the_change_feed_rows_every_consumer_is_done_with(
     left = await pool.fetch("SELECT event FROM outbox WHERE event IS NOT NULL")
     assert all(r["event"] > done_with for r in left)
     rows = await pool.fetch(
-        "SELECT event FROM outbox WHERE resource_type = 'Patient' AND resource_id = $1 "
-        "ORDER BY id",
+        "SELECT event FROM outbox WHERE resource_type = 'Patient' AND resource_id = $1 ORDER BY id",
         p,
     )
     assert [r["event"] for r in rows][-2:] == [None, None]  # not sequenced yet: kept

@@ -435,6 +435,19 @@ async def test_no_chain_or_system_search_finds_a_protected_patient_by_its_addres
     assert protected not in {p["id"] for p in entries(found)}
 
 
+async def test_no_has_finds_a_patient_through_a_protected_patients_address(
+    operator: httpx.AsyncClient, other_unit: httpx.AsyncClient, allowed_unit: httpx.AsyncClient
+) -> None:
+    ordinary, secret = f"o-{uuid.uuid4().hex[:8]}", f"s-{uuid.uuid4().hex[:8]}"
+    await put(operator, {"resourceType": "Patient", "id": ordinary})
+    link = {"other": {"reference": f"Patient/{ordinary}"}, "type": "seealso"}
+    await put(operator, protected_patient(secret) | {"link": [link]})
+    has = {"_has:Patient:link:address-city": "Göteborg", "_id": ordinary}
+    assert entries(await ok(other_unit.get("Patient", params=has))) == []
+    found = await ok(allowed_unit.get("Patient", params=has))
+    assert [p["id"] for p in entries(found)] == [ordinary]
+
+
 async def test_the_patient_finds_themselves_by_their_own_demographics(
     served: Served, protected: str
 ) -> None:

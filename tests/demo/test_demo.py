@@ -174,7 +174,11 @@ def test_every_patient_has_an_ongoing_episode_of_care_that_gives_a_unit_a_care_r
         assert episode["managingOrganization"]["reference"] in units
         # The access rules read the relationship from these rows (flode.access.facts).
         relation = facts.rows(episode)
-        assert relation[date_rows.TABLE] == [(facts.CARE_RELATION, date_rows.FIRST, date_rows.LAST)]
+        patient = episode["patient"]["reference"].removeprefix("Patient/")
+        unit = episode["managingOrganization"]["reference"]
+        assert relation[facts.TABLE] == [
+            (facts.CARE_RELATION, patient, unit, date_rows.FIRST, date_rows.LAST)
+        ]
 
 
 def test_every_unit_with_patients_in_its_care_has_demo_staff_to_log_in_as() -> None:

@@ -19,7 +19,6 @@ import asyncpg
 from flode.access import pdl
 from flode.context import RequestContext
 from flode.fhir.errors import FhirError, Issue, bad_request
-from flode.store.sql import Args
 
 
 def require_emergency(ctx: RequestContext, step: str) -> None:
@@ -49,20 +48,12 @@ async def blocked_for(
     is blocked for the request's user and that holds some of it."""
     if not patients:
         return []
-    args = Args()
     rows = await executor.fetch(
-        f"""SELECT DISTINCT b.patient, b.hsa, EXISTS (SELECT 1 FROM emergency_opening e
-                WHERE e.user_hsa_id = {args.add(ctx.user_hsa_id)} AND e.expires > now()
-                AND e.patient_id = b.patient AND e.organization = b.hsa) AS opened
-            FROM ({pdl.blocks(args, f"bp.target_id = ANY({args.add(list(patients))}::text[])")}) b
-            WHERE b.hsa <> {args.add(ctx.care_unit_hsa_id)}
-            AND b.hsa <> {args.add(ctx.care_provider_hsa_id)}
-            AND EXISTS (SELECT 1 FROM resource_compartment pc
-                JOIN resource r ON r.pk = pc.resource_pk
-                WHERE pc.compartment_type = 'Patient' AND pc.compartment_id = b.patient
-                AND NOT r.deleted AND (r.owner_unit = b.hsa OR r.owner_provider = b.hsa))
-            ORDER BY b.patient, b.hsa""",
-        *args.values,
+        "SELECT patient, hsa, opened FROM flode_blocked_holders($1::text[], $2, $3, $4)",
+        list(patients),
+        ctx.care_unit_hsa_id,
+        ctx.care_provider_hsa_id,
+        ctx.user_hsa_id,
     )
     return [(row["patient"], row["hsa"], row["opened"]) for row in rows]
 

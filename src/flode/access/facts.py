@@ -4,27 +4,32 @@
 Whether a care unit has a care relationship with a patient (L1), and whether a patient has
 consented to or blocked sharing (L7–L9), are read from the patient's Encounters, EpisodesOfCare
 and Consents on every request. No standard search parameter says what the rules need (a
-Consent's `provision.type` and its actors' roles are not searchable in R4), so the indexer adds
-rows under parameters of Flöde's own, whose names start with `_` and a letter no FHIR parameter
-uses. They are written in the same transaction as the resource, by every path that indexes
-(writes, `flode load --fast`, `$reindex`), and no search can name them.
+Consent's `provision.type` and its actors' roles are not searchable in R4), so the indexer writes
+rows of table `access_fact` (migration 0017_access_rules) for them: in the same transaction as
+the resource, by every path that indexes (writes, `flode load --fast`, `$import`, `$reindex`).
+No search can name them.
 
-- `_care-relation` (search_reference + search_date): an Encounter planned, arrived, triaged,
-  in progress or on leave, or finished (until its period ends), names its `serviceProvider`; an
-  active EpisodeOfCare its `managingOrganization`, until its period ends. The date row is the
-  time the relationship lasts; the rules add the configured window after a finished encounter.
-- `_consent-permit` (search_reference): an active Consent whose provision permits, for purpose
-  TREAT, the information recipient (actor role IRCP) it names: the reading care provider.
-- `_consent-deny` (search_reference): an active Consent whose provision denies: the custodian
-  (actor role CST) whose data is blocked, a care unit or a care provider.
+Each row is keyed by the patient, so the rules check one patient by one index look-up
+(`access_fact_patient`), however many patients a unit cares for:
 
-A consent or block limited in time (`provision.period`) also gets a `search_date` row under its
-parameter: the rules count it only while `now()` lies in that period (`in_force`).
+- `_care-relation`: an Encounter planned, arrived, triaged, in progress or on leave, or
+  finished (until its period ends), names its `serviceProvider`; an active EpisodeOfCare its
+  `managingOrganization`, until its period ends.
+- `_consent-permit`: an active Consent whose provision permits, for purpose TREAT, names each
+  information recipient (actor role IRCP): the reading care provider.
+- `_consent-deny`: an active Consent whose provision denies names each custodian (actor role
+  CST) whose data is blocked: a care unit or a care provider.
+
+An organization is named as `Organization/{id}` (a reference) or `{system}|{value}` (a logical
+reference by identifier; the rules match the HSA-id system); a reference with both gives a row
+for each. `low`/`high` is when the fact holds: a care relationship until its end (the rules add
+the configured window), a consent or block during its `provision.period`, else always.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from flode.store.params import date, reference
@@ -40,32 +45,56 @@ RECIPIENT = "IRCP"
 CUSTODIAN = "CST"
 TREATMENT = "TREAT"
 
+TABLE = "access_fact"
+COLUMNS = ("patient_id", "organization", "low", "high")
+COLUMN_TYPES = ("text", "text", "timestamptz", "timestamptz")
+
 Rows = dict[str, list[tuple[Any, ...]]]
+Period = tuple[datetime, datetime]
+ALWAYS: Period = (date.FIRST, date.LAST)
 
 
 def rows(resource: Mapping[str, Any]) -> Rows:
     """The access rows of a resource (most resources have none)."""
     kind = resource.get("resourceType")
+    found: list[tuple[Any, ...]] = []
     if kind == "Encounter":
-        return _relation(resource.get("serviceProvider"), _encounter_until(resource))
-    if kind == "EpisodeOfCare":
+        found = _relation(resource, "subject", "serviceProvider", _encounter_until(resource))
+    elif kind == "EpisodeOfCare":
         until = _until(resource) if resource.get("status") == "active" else None
-        return _relation(resource.get("managingOrganization"), until)
-    if kind == "Consent" and resource.get("status") == "active":
-        return _consent(resource)
-    return {}
+        found = _relation(resource, "patient", "managingOrganization", until)
+    elif kind == "Consent" and resource.get("status") == "active":
+        found = _consent(resource)
+    return {TABLE: found} if found else {}
 
 
-def _until(resource: Mapping[str, Any]) -> date.DateRow | None:
+def _patient(value: Any) -> str | None:
+    row = reference.row_of(value)
+    return row[1] if row is not None and row[0] == "Patient" else None
+
+
+def _organizations(value: Any) -> list[str]:
+    """The names of the organization a Reference points to (see the module's docstring)."""
+    row = reference.row_of(value)
+    if row is None:
+        return []
+    kind, id, _, system, number = row
+    names = [f"Organization/{id}"] if kind in (None, "Organization") and id else []
+    if number is not None:
+        names.append(f"{system or ''}|{number}")
+    return names
+
+
+def _until(resource: Mapping[str, Any]) -> Period:
     period = resource.get("period")
     end = date.rows([("Period", period)]) if isinstance(period, dict) else []
-    return (date.FIRST, end[0][1]) if end else (date.FIRST, date.LAST)
+    return (date.FIRST, end[0][1]) if end else ALWAYS
 
 
-def _encounter_until(resource: Mapping[str, Any]) -> date.DateRow | None:
+def _encounter_until(resource: Mapping[str, Any]) -> Period | None:
     status = resource.get("status")
     if status in OPEN_ENCOUNTER:
-        return date.FIRST, date.LAST
+        return ALWAYS
     if status == "finished":
         period = resource.get("period")
         found = date.rows([("Period", period)]) if isinstance(period, dict) else []
@@ -74,14 +103,16 @@ def _encounter_until(resource: Mapping[str, Any]) -> date.DateRow | None:
     return None
 
 
-def _relation(organization: Any, until: date.DateRow | None) -> Rows:
-    row = reference.row_of(organization)
-    if until is None or row is None:
-        return {}
-    return {
-        reference.TABLE: [(CARE_RELATION, *row)],
-        date.TABLE: [(CARE_RELATION, *until)],
-    }
+def _relation(
+    resource: Mapping[str, Any], subject: str, organization: str, until: Period | None
+) -> list[tuple[Any, ...]]:
+    patient = _patient(resource.get(subject))
+    if until is None or patient is None:
+        return []
+    return [
+        (CARE_RELATION, patient, name, *until)
+        for name in _organizations(resource.get(organization))
+    ]
 
 
 def _codes(concepts: Any) -> Iterator[tuple[Any, Any]]:
@@ -92,10 +123,11 @@ def _codes(concepts: Any) -> Iterator[tuple[Any, Any]]:
                 yield coding.get("system"), coding.get("code")
 
 
-def _consent(resource: Mapping[str, Any]) -> Rows:
+def _consent(resource: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     provision = resource.get("provision")
-    if not isinstance(provision, dict):
-        return {}
+    patient = _patient(resource.get("patient"))
+    if not isinstance(provision, dict) or patient is None:
+        return []
     kind = provision.get("type")
     if kind == "permit":
         param, role = CONSENT_PERMIT, RECIPIENT
@@ -105,11 +137,14 @@ def _consent(resource: Mapping[str, Any]) -> Rows:
             for c in (purposes if isinstance(purposes, list) else [])
             if isinstance(c, dict)
         ):
-            return {}
+            return []
     elif kind == "deny":
         param, role = CONSENT_DENY, CUSTODIAN
     else:
-        return {}
+        return []
+    period = provision.get("period")
+    limited = date.rows([("Period", period)]) if isinstance(period, dict) else []
+    during = limited[0] if limited else ALWAYS
     found: list[tuple[Any, ...]] = []
     actors = provision.get("actor")
     for actor in actors if isinstance(actors, list) else []:
@@ -117,22 +152,7 @@ def _consent(resource: Mapping[str, Any]) -> Rows:
             _codes(actor.get("role"))
         ):
             continue
-        row = reference.row_of(actor.get("reference"))
-        if row is not None:
-            found.append((param, *row))
-    if not found:
-        return {}
-    period = provision.get("period")
-    limited = date.rows([("Period", period)]) if isinstance(period, dict) else []
-    if limited:
-        return {reference.TABLE: found, date.TABLE: [(param, *limited[0])]}
-    return {reference.TABLE: found}
-
-
-def in_force(alias: str, param: str) -> str:
-    """SQL: whether the consent or block whose `search_reference` row is `alias` is in force
-    now, i.e. it has no period (`provision.period`) that excludes this moment."""
-    return (
-        f"NOT EXISTS (SELECT 1 FROM search_date cv WHERE cv.resource_pk = {alias}.resource_pk "
-        f"AND cv.param = '{param}' AND NOT (cv.low <= now() AND cv.high > now()))"
-    )
+        found.extend(
+            (param, patient, name, *during) for name in _organizations(actor.get("reference"))
+        )
+    return found

@@ -17,6 +17,11 @@ Emergency access (purpose ETREAT or BTG with a reason) lifts the first two. Bloc
 a second step: the user opens one blocker's data for one patient (`$emergency-open`), recorded in
 `emergency_opening`, and until the opening expires that data is readable too.
 
+Each part is one index look-up of the patient's own facts (flode.access.facts), whatever the
+size of the unit or the provider; the organization names a unit or provider goes by are worked
+out once per query, and a patient's blocks, rare, by the function `flode_blocked` (migration
+0017_access_rules).
+
 Data outside every patient compartment (Organizations, Practitioners, Medications, …) is not
 patient data: only the token's scopes govern it.
 """
@@ -26,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flode.access import facts
-from flode.access.ownership import HSA_SYSTEM
 from flode.context import RequestContext
 from flode.fhir.errors import FhirError, Issue
 from flode.store.sql import Args
@@ -72,78 +76,40 @@ def require_assignment(ctx: RequestContext) -> None:
         )
 
 
-def organizations(hsa: str, args: Args) -> str:
-    """The ids of the Organizations carrying HSA-id `hsa` (a subquery)."""
+def _fact(param: str, patient: str, names: str, holds: str) -> str:
+    """SQL: whether the patient `patient` has a fact `param` naming one of the organization
+    names `names` (an array) and holding as `holds` says: one look-up of `access_fact_patient`."""
     return (
-        "SELECT o.id FROM search_token t JOIN resource o ON o.pk = t.resource_pk "
-        "WHERE t.resource_type = 'Organization' AND t.param = 'identifier' "
-        f"AND t.system = {args.add(HSA_SYSTEM)} AND t.code = {args.add(hsa)} AND NOT o.deleted"
+        f"EXISTS (SELECT 1 FROM {facts.TABLE} f WHERE f.patient_id = {patient} "
+        f"AND f.param = '{param}' AND f.organization = ANY ({names}) AND {holds})"
     )
 
 
-def _naming(alias: str, hsa: str, args: Args) -> tuple[str, str]:
-    """The two ways the reference row `alias` names the organization with HSA-id `hsa`, as
-    conditions to use one at a time (UNION ALL), so that each is answered by an index: by the
-    Organization's id, or by its identifier."""
-    return (
-        f"{alias}.target_type = 'Organization' AND {alias}.target_id IN "
-        f"({organizations(hsa, args)})",
-        f"{alias}.identifier_system = {args.add(HSA_SYSTEM)} "
-        f"AND {alias}.identifier_value = {args.add(hsa)}",
+def _names(hsa: str | None, args: Args) -> str:
+    """The names facts give the organization with HSA-id `hsa` (an array, worked out once
+    per query)."""
+    return f"(SELECT flode_organization_names({args.add(hsa)}))::text[]"
+
+
+def related(ctx: RequestContext, args: Args, patient: str) -> str:
+    """SQL: whether the request's care unit has a care relationship with the patient."""
+    days = args.add(ctx.care_relationship_days)
+    return _fact(
+        facts.CARE_RELATION,
+        patient,
+        _names(ctx.care_unit_hsa_id, args),
+        f"f.high > now() - make_interval(days => {days}::int)",
     )
 
 
-def related(ctx: RequestContext, args: Args) -> str:
-    """The patients the request's care unit has a care relationship with (a subquery): only
-    the unit's own relationship rows are read."""
-    assert ctx.care_unit_hsa_id is not None
-    return " UNION ALL ".join(
-        "SELECT cp.compartment_id FROM search_reference cr "
-        "JOIN search_date cd ON cd.resource_pk = cr.resource_pk "
-        f"AND cd.param = '{facts.CARE_RELATION}' AND cd.high > now() - make_interval("
-        f"days => {args.add(ctx.care_relationship_days)}::int) "
-        "JOIN resource_compartment cp ON cp.resource_pk = cr.resource_pk "
-        "AND cp.compartment_type = 'Patient' "
-        f"WHERE cr.resource_type IN ('Encounter', 'EpisodeOfCare') "
-        f"AND cr.param = '{facts.CARE_RELATION}' AND {names}"
-        for names in _naming("cr", ctx.care_unit_hsa_id, args)
-    )
-
-
-def consented(ctx: RequestContext, args: Args) -> str:
-    """The patients who consented that the request's care provider reads other providers'
-    data (a subquery)."""
-    assert ctx.care_provider_hsa_id is not None
-    return " UNION ALL ".join(
-        "SELECT cs.target_id FROM search_reference cc JOIN search_reference cs "
-        "ON cs.resource_pk = cc.resource_pk AND cs.param = 'patient' "
-        f"WHERE cc.resource_type = 'Consent' AND cc.param = '{facts.CONSENT_PERMIT}' "
-        f"AND {names} AND {facts.in_force('cc', facts.CONSENT_PERMIT)}"
-        for names in _naming("cc", ctx.care_provider_hsa_id, args)
-    )
-
-
-def _blocker_hsa(args: Args) -> str:
-    """The HSA-id(s) of the organization a `_consent-deny` row `bd` names (a lateral)."""
-    return (
-        "SELECT bd.identifier_value AS hsa WHERE bd.identifier_system = "
-        f"{args.add(HSA_SYSTEM)} UNION ALL SELECT t.code FROM resource o JOIN search_token t "
-        "ON t.resource_pk = o.pk AND t.resource_type = 'Organization' AND t.param = "
-        f"'identifier' AND t.system = {args.add(HSA_SYSTEM)} WHERE o.resource_type = "
-        "'Organization' AND o.id = bd.target_id AND NOT o.deleted"
-    )
-
-
-def blocks(args: Args, patients: str) -> str:
-    """The blocks in force of the patients `patients` (a condition on the patient id
-    `bp.target_id`, e.g. `bp.target_id = ANY($1)`) as (patient id, HSA-id of the blocked unit
-    or provider) rows."""
-    return (
-        "SELECT bp.target_id AS patient, h.hsa FROM search_reference bp "
-        "JOIN search_reference bd ON bd.resource_pk = bp.resource_pk "
-        f"AND bd.param = '{facts.CONSENT_DENY}' CROSS JOIN LATERAL ({_blocker_hsa(args)}) h "
-        f"WHERE bp.resource_type = 'Consent' AND bp.param = 'patient' AND {patients} "
-        f"AND {facts.in_force('bd', facts.CONSENT_DENY)}"
+def consented(ctx: RequestContext, args: Args, patient: str) -> str:
+    """SQL: whether the patient consented, in force now, that the request's care provider
+    reads other providers' data."""
+    return _fact(
+        facts.CONSENT_PERMIT,
+        patient,
+        _names(ctx.care_provider_hsa_id, args),
+        "f.low <= now() AND f.high > now()",
     )
 
 
@@ -152,16 +118,14 @@ def unblocked(ctx: RequestContext, args: Args, patient: str) -> str:
     of the patient's blocks in force names the unit or provider that owns `r`, except blocks
     of the request's own unit or provider and those the user opened by emergency access.
 
-    A lookup of the patient's own Consents per row (by the `search_reference_source` index), not
-    the region's blocks gathered per query: a region has many blocks, a patient few."""
-    unit, provider = args.add(ctx.care_unit_hsa_id), args.add(ctx.care_provider_hsa_id)
+    Most patients have no block at all, and that is answered inline by one index look-up;
+    only a patient with a block costs a call of `flode_blocked`."""
     return (
         "((r.owner_unit IS NULL AND r.owner_provider IS NULL) OR NOT EXISTS (SELECT 1 FROM "
-        f"({blocks(args, f'bp.target_id = {patient}')}) b "
-        f"WHERE b.hsa IN (r.owner_unit, r.owner_provider) AND b.hsa <> {unit} "
-        f"AND b.hsa <> {provider} AND NOT EXISTS (SELECT 1 FROM emergency_opening e WHERE "
-        f"e.user_hsa_id = {args.add(ctx.user_hsa_id)} AND e.patient_id = {patient} "
-        "AND e.organization = b.hsa AND e.expires > now())))"
+        f"{facts.TABLE} b WHERE b.patient_id = {patient} AND b.param = '{facts.CONSENT_DENY}') "
+        f"OR NOT flode_blocked({patient}, r.owner_unit, r.owner_provider, "
+        f"{args.add(ctx.care_unit_hsa_id)}, {args.add(ctx.care_provider_hsa_id)}, "
+        f"{args.add(ctx.user_hsa_id)}))"
     )
 
 
@@ -180,11 +144,9 @@ def conditions(ctx: RequestContext, args: Args, patient: str) -> Conditions:
         return Conditions(None, None, free)
     provider = args.add(ctx.care_provider_hsa_id)
     return Conditions(
-        # IS TRUE keeps PostgreSQL from turning the IN into a join it repeats for every row:
-        # as an expression it is a hashed subplan, the unit's patients hashed once per query.
-        f"({patient} IN ({related(ctx, args)})) IS TRUE",
+        related(ctx, args, patient),
         f"(r.owner_provider IS NULL OR r.owner_provider = {provider} "
-        f"OR {patient} IN ({consented(ctx, args)}))",
+        f"OR {consented(ctx, args, patient)})",
         free,
     )
 

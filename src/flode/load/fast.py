@@ -38,13 +38,13 @@ from flode.interactions.update import prepare_update, update_in
 from flode.interactions.write import conditional_criteria, in_transaction, stamp
 from flode.load import hooks
 from flode.load.plan import Write
-from flode.store.indexer import MODULES, IndexRows
+from flode.store.indexer import ROW_COLUMNS, IndexRows
 from flode.store.params import text
 from flode.store.repository import Transaction
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    module.TABLE: ("resource_pk", "resource_type", "param", *module.COLUMNS)
-    for module in MODULES.values()
+    table: ("resource_pk", "resource_type", "param", *columns)
+    for table, columns in ROW_COLUMNS.items()
 }
 VERSION_COLUMNS = ("resource_pk", "version", "resource_type", "last_updated", "method", "content")
 COMPARTMENT_COLUMNS = ("resource_pk", "resource_type", "compartment_type", "compartment_id")

@@ -67,8 +67,15 @@ COLUMN_TYPES: Mapping[str, tuple[str, ...]] = {
         "timestamptz",
         "timestamptz",
     ),
+    facts.TABLE: facts.COLUMN_TYPES,
 }
 TABLES: tuple[str, ...] = (*COLUMN_TYPES, text.TABLE, "resource_compartment")
+
+# The columns after (resource_pk, resource_type, param) per table of COLUMN_TYPES.
+ROW_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    **{module.TABLE: module.COLUMNS for module in MODULES.values()},
+    facts.TABLE: facts.COLUMNS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,8 +426,4 @@ def _contained_parts(
 
 
 def _columns(table: str) -> tuple[str, ...]:
-    for module in MODULES.values():
-        if table == module.TABLE:
-            columns: tuple[str, ...] = module.COLUMNS
-            return columns
-    raise KeyError(table)
+    return ROW_COLUMNS[table]

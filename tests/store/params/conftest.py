@@ -66,6 +66,7 @@ class Index:
 async def clean(conn: asyncpg.Connection) -> asyncpg.Connection:
     await conn.execute(
         "TRUNCATE resource, resource_version, search_token, search_string, search_date, "
-        "search_quantity, search_reference, search_uri, search_composite, resource_compartment"
+        "search_quantity, search_reference, search_uri, search_composite, resource_compartment, "
+        "access_fact"
     )
     return conn

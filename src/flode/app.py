@@ -104,6 +104,7 @@ def build_services(pool: asyncpg.Pool, config: Config, database_url: str = "") -
                 retry_max_seconds=config.subscription_retry_max_seconds,
                 error_after=config.subscription_error_after,
                 retention_days=config.events_retention_days,
+                topics_seconds=config.events_topics_seconds,
             ),
             nats_url=config.nats_url,
             nats_stream=config.nats_stream,

@@ -96,7 +96,10 @@ def serve(
     """Serve the FHIR API."""
     if data_dir is not None and database_url is not None:
         raise click.UsageError("give either --data-dir or --database-url, not both")
-    config = Config()
+    try:
+        config = Config()
+    except ValueError as exc:  # a FLODE_* setting that is not what it must be
+        raise click.UsageError(str(exc)) from None
     config = replace(
         config,
         host=host or config.host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,20 @@ from pathlib import Path
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw else default
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A duration in seconds, greater than 0; ValueError naming the setting otherwise."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{name}: '{raw}' should be a number of seconds greater than 0")
+    return seconds
 
 
 def _env_list(name: str, default: str) -> tuple[str, ...]:
@@ -154,6 +169,10 @@ class Config:
     """Days each subscription keeps its events (for `$events`) and its delivery attempts;
     the dispatchers prune older ones, and what every consumer is done with, every hour."""
     events_poll_seconds: float = 1.0
+    events_topics_seconds: float = field(
+        default_factory=lambda: _env_seconds("FLODE_EVENTS_TOPICS_SECONDS", 2.0)
+    )
+    """How often every server looks for SubscriptionTopics written on another server."""
     nats_url: str | None = field(default_factory=lambda: os.environ.get("FLODE_NATS_URL") or None)
     """NATS server with JetStream to publish every event to (unset: no bridge)."""
     nats_stream: str = field(default_factory=lambda: os.environ.get("FLODE_NATS_STREAM", "FLODE"))

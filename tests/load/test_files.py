@@ -3,50 +3,13 @@ refused, and what each result says."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import pytest
-
-from flode.load.files import FileLoader, FileResult
-from flode.load.worker import Settings, open_loader
-from flode.store.migrate import migrate
+from .conftest import Load
 
 PATIENT = "urn:uuid:5b1f7c4e-0c1d-4c39-8f0a-3f1e2d4c5b6a"
 ORGANIZATION = "https://example.org/organizations"
-
-Load = Callable[..., Awaitable[FileResult]]
-
-
-@pytest.fixture(params=[False, True], ids=["transactions", "fast"])
-async def load(
-    fresh_url: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[Load]:
-    """Load a JSON document (written to a file) or a file, with a loader of the path under
-    test; `force` loads files loaded before."""
-    conn = await asyncpg.connect(fresh_url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    fast: bool = request.param
-    loaders: dict[bool, FileLoader] = {}
-    async with (
-        open_loader(Settings(fresh_url, tmp_path, fast, False, 1, True)) as once,
-        open_loader(Settings(fresh_url, tmp_path, fast, True, 1, True)) as again,
-    ):
-        loaders.update({False: once, True: again})
-
-        async def run(content: Any, name: str = "file.json", force: bool = False) -> FileResult:
-            path = content if isinstance(content, Path) else tmp_path / name
-            if not isinstance(content, Path):
-                path.write_text(json.dumps(content))
-            return await loaders[force].load(path, lambda resources, size: None)
-
-        yield run
 
 
 def bundle(kind: str, *entries: dict[str, Any]) -> dict[str, Any]:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import asyncpg
 import pytest
 from rich.console import Console
 
 from flode.load import runner
-from flode.store.migrate import migrate
 
 SYSTEM = "https://example.org/organizations"
 
@@ -28,16 +26,6 @@ def patient(id: str, organization: str) -> dict[str, object]:
 
 def organization(value: str) -> dict[str, object]:
     return {"resourceType": "Organization", "identifier": [{"system": SYSTEM, "value": value}]}
-
-
-@pytest.fixture
-async def migrated(fresh_url: str) -> str:
-    conn = await asyncpg.connect(fresh_url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return fresh_url
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["transactions", "fast"])

@@ -2,8 +2,10 @@
 that validating and indexing, which take most of an import's time, never hold up the server's
 requests.
 
-The process loads as `flode load --fast` does (flode.load.worker.open_loader: the same pool,
-services and `FastWriter`), line by line (flode.load.lenient). The inputs are loaded in rounds:
+The process loads as `flode load --fast` does (flode.load.worker.open_loader: the same pool and
+services, and a `FastWriter` for the requester), line by line (flode.load.lenient): the
+Subscriptions and SubscriptionTopics are checked and served as if the requester wrote them
+through the API. The inputs are loaded in rounds:
 an input whose line has a conditional reference that matches nothing yet waits at that line
 while the others are loaded, and goes on in the next round; when a round moves no input, the
 last one loads what is left, such lines reported as errors. After every chunk the input's line
@@ -88,7 +90,7 @@ async def _main(id: uuid.UUID, settings: Settings) -> None:
         gc.collect()
         gc.freeze()
         gc.disable()
-        run = ImportRun(id, loader.services, loader.fast_writer, settings, client)
+        run = ImportRun(id, loader.services, settings, client)
         try:
             await run.run()
         except* Stopped:
@@ -105,14 +107,12 @@ class ImportRun:
         self,
         id: uuid.UUID,
         services: Services,
-        writer: FastWriter,
         settings: Settings,
         client: httpx.AsyncClient,
     ) -> None:
         self.id = id
         self.services = services
         self.pool = services.store.pool
-        self.writer = writer
         self.settings = settings
         self.client = client
         self.policy = SourcePolicy(settings.allowed_hosts, settings.import_dir)
@@ -242,7 +242,7 @@ class ImportRun:
             await self._fail(item, Issue("error", "not-found", str(exc), ("url",)))
             return True
         loader = LineLoader(
-            self.writer,
+            FastWriter(self.services, ctx),
             item.type,
             fetched.sha256,
             owner=ownership.of_writer(ctx),

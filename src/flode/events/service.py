@@ -121,6 +121,14 @@ class Events:
             except Exception as exc:  # keep watching: a passing database error must not stop it
                 log.warning("reading the topics failed", error=str(exc) or type(exc).__name__)
 
+    async def read_topics(self, services: Services) -> None:
+        """Read the stored topics into `topics`, without watching them or dispatching: for a
+        process that writes but serves no events (`flode load`, `$import`). The shipped topics
+        no server has stored yet stay offered: a server stores them when it starts."""
+        if self.store is None:
+            self.store = TopicStore(services, self.topics, unpublished=True)
+        await self.store.refresh()
+
     async def topics_written(self) -> None:
         """After a write of a Basic (or to look for one): what is stored is offered from now
         on, and the dispatcher reads its Subscriptions again."""

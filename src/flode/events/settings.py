@@ -20,4 +20,5 @@ class Settings:
     prune_seconds: float = 3600.0
     """How often a dispatcher prunes what the retention lets go (one node at a time)."""
     topics_seconds: float = 2.0
-    """How often every server looks for SubscriptionTopics written on another server."""
+    """How often every server looks for SubscriptionTopics written on another server
+    (`FLODE_EVENTS_TOPICS_SECONDS`)."""

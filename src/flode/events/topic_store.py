@@ -6,7 +6,9 @@ start-up (`publish_shipped`) and are topics like any other.
 `TopicStore.refresh` reads them into the shared `Topics` when they changed (when they did not,
 it costs one indexed look-up): on this server right after a write of a Basic
 (flode.api.routes.after_write), on every server every `topics_seconds` (flode.events.service),
-and in the dispatcher whenever it reads the Subscriptions again (flode.events.matching).
+in the dispatcher whenever it reads the Subscriptions again (flode.events.matching), and in
+`flode load` and `$import` around the chunks that write Subscriptions or Basics
+(flode.load.subscriptions).
 """
 
 from __future__ import annotations
@@ -52,9 +54,13 @@ def no_longer_offered(url: str) -> str:
 class TopicStore:
     """Keeps `topics` equal to the topics stored, updating it in place."""
 
-    def __init__(self, services: Services, topics: Topics) -> None:
+    def __init__(self, services: Services, topics: Topics, *, unpublished: bool = False) -> None:
         self.services = services
         self.topics = topics
+        self.unpublished = unpublished
+        """Offer too the shipped topics whose Basic was never stored, as the first server to
+        start will store them (`publish_shipped`): for `flode load`, which may write before
+        any server ran on the database."""
         self._seen: list[tuple[int, int]] | None = None
         self._lock = asyncio.Lock()
 
@@ -79,7 +85,10 @@ class TopicStore:
                 [pk for pk, _ in seen],
                 [version for _, version in seen],
             )
-            self.topics.replace(self._servable([json.loads(r["content"]) for r in contents]))
+            resources = [json.loads(r["content"]) for r in contents]
+            if self.unpublished:
+                resources += await _never_stored(db)
+            self.topics.replace(self._servable(resources))
             self._seen = seen
         log.info("subscription topics loaded", topics=len(self.topics.urls))
         return True
@@ -99,6 +108,17 @@ class TopicStore:
                 continue
             found[url] = resource
         return list(found.values())
+
+
+async def _never_stored(db: Conn | asyncpg.Pool) -> list[dict[str, Any]]:
+    """The shipped topics whose Basic id was never written."""
+    resources = shipped()
+    rows = await db.fetch(
+        "SELECT id FROM resource WHERE resource_type = 'Basic' AND id = ANY($1::text[])",
+        [resource["id"] for resource in resources],
+    )
+    stored = {row["id"] for row in rows}
+    return [resource for resource in resources if resource["id"] not in stored]
 
 
 def _wanted(stored: Version | None, resource: Mapping[str, Any]) -> bool:

@@ -85,19 +85,6 @@ def prepare_update(services: Services, resource_type: str, id: str, body: Any) -
     return resource
 
 
-async def update_in(
-    tx: Transaction,
-    resource_type: str,
-    id: str,
-    resource: dict[str, Any],
-    if_match: int | None = None,
-) -> Outcome:
-    """The version written as it is, for `flode load --fast`; the interactions write with
-    `replace_in`, which also serves Subscriptions."""
-    current = await tx.current(resource_type, id)
-    return await write_version(tx, current, resource_type, id, resource, "PUT", if_match)
-
-
 async def update(
     services: Services,
     ctx: RequestContext,
@@ -146,7 +133,8 @@ async def replace_in(
     if_match: int | None,
 ) -> Outcome:
     """Write `resource` as the next version of `target` inside `tx`, for `ctx`; a Subscription
-    is checked and served (flode.events.writes)."""
+    or a SubscriptionTopic is checked and served (flode.events.writes). Every write path takes
+    it, `flode load --fast` and `$import` too (flode.load.fast)."""
     checked = writes.check(services, ctx, resource_type, resource, target.current)
     outcome = await write_version(
         tx, target.current, resource_type, target.id, resource, target.method, if_match

@@ -11,8 +11,12 @@ Each resource is validated and stamped by the same functions as `PUT {type}/{id}
    `tsvector`s are made by `array_to_tsvector` exactly as a single write makes them.
 3. One outbox row per version created (flode.load.hooks.announce), as a single create appends.
 4. Every resource whose id existed already (loaded before, written by a running server, or
-   twice in the chunk) is written as its next version through `update_in`, the update
+   twice in the chunk) is written as its next version through `replace_in`, the update
    interaction itself.
+5. Every Subscription and every SubscriptionTopic (a Basic) is written through `replace_in`
+   too, new or not, for the writer's RequestContext: checked and served as an API write of it
+   is (flode.events.writes, flode.load.subscriptions). One that is refused fails the chunk as an
+   invalid resource does. Only these take the slower way.
 
 So the fast path is safe beside a running server and on a database that holds some of the
 ids already; it is fast when the ids are new, as in an initial migration. Conditional
@@ -31,12 +35,13 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from flode.access import ownership
+from flode.context import RequestContext
 from flode.fhir.errors import FhirError, precondition_failed
 from flode.fhir.references import conditional, references, rewrite
 from flode.interactions.services import Services
-from flode.interactions.update import prepare_update, update_in
+from flode.interactions.update import Target, prepare_update, replace_in
 from flode.interactions.write import conditional_criteria, in_transaction, stamp
-from flode.load import hooks
+from flode.load import hooks, subscriptions
 from flode.load.plan import Write
 from flode.store.indexer import ROW_COLUMNS, IndexRows
 from flode.store.params import text
@@ -46,6 +51,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     table: ("resource_pk", "resource_type", "param", *columns)
     for table, columns in ROW_COLUMNS.items()
 }
+_CHECKED_TYPES = frozenset((subscriptions.SUBSCRIPTION, subscriptions.TOPIC))
 VERSION_COLUMNS = ("resource_pk", "version", "resource_type", "last_updated", "method", "content")
 COMPARTMENT_COLUMNS = ("resource_pk", "resource_type", "compartment_type", "compartment_id")
 
@@ -83,8 +89,11 @@ class Prepared:
 
 
 class FastWriter:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, ctx: RequestContext) -> None:
         self.services = services
+        self.ctx = ctx
+        """Who writes: whose the Subscriptions written are, and who must be an administrator
+        to write a topic (the loader itself, or the requester of an `$import`)."""
 
     def prepare(self, writes: Sequence[Write], last_updated: datetime) -> list[Prepared]:
         """Validate, stamp and index every write (CPU only); `Invalid` for the first the
@@ -107,9 +116,16 @@ class FastWriter:
         Patients whose compartments they are in."""
         if any(write.searches for write in writes):
             await self._conditional_references(writes)
+        types = {write.resource_type for write in writes}
+        await subscriptions.before(self.services, types)
         last_updated = datetime.now(UTC)
         prepared = self.prepare(writes, last_updated)
-        await in_transaction(self.services, lambda tx: _write(tx, prepared, last_updated))
+
+        async def work(tx: Transaction) -> None:
+            await _write(tx, self.services, self.ctx, prepared, last_updated)
+
+        await in_transaction(self.services, work)
+        await subscriptions.written(self.services, types)
         return {patient for item in prepared for patient in _patients(item.rows)}
 
     async def _conditional_references(self, writes: Sequence[Write]) -> None:
@@ -150,8 +166,22 @@ class FastWriter:
                 write.resource = rewrite(write.resource, targets)
 
 
-async def _write(tx: Transaction, prepared: list[Prepared], last_updated: datetime) -> None:
+async def _write(
+    tx: Transaction,
+    services: Services,
+    ctx: RequestContext,
+    prepared: list[Prepared],
+    last_updated: datetime,
+) -> None:
     conn = tx.conn
+    checked: list[Prepared] = []
+    if any(p.write.resource_type in _CHECKED_TYPES for p in prepared):
+        copied: list[Prepared] = []
+        for item in prepared:
+            write = item.write
+            slow = subscriptions.checked(write.resource_type, write.resource)
+            (checked if slow else copied).append(item)
+        prepared = copied
     ordered = sorted(prepared, key=lambda p: p.write.key)
     owners = [ownership.in_tags(p.write.resource) for p in ordered]
     rows = await conn.fetch(
@@ -179,9 +209,18 @@ async def _write(tx: Transaction, prepared: list[Prepared], last_updated: dateti
             for pk, p in created
         ],
     )
-    for item in existing:
-        write = item.write
-        await update_in(tx, write.resource_type, write.id, write.resource)
+    for item in [*existing, *checked]:
+        await _replace(tx, services, ctx, item.write)
+
+
+async def _replace(tx: Transaction, services: Services, ctx: RequestContext, write: Write) -> None:
+    """Write the next version (the first, if the id is new) as `PUT {type}/{id}` does, in the
+    chunk's transaction; `Invalid` if it is refused."""
+    try:
+        target = Target(write.id, await tx.current(write.resource_type, write.id), "PUT")
+        await replace_in(tx, services, ctx, write.resource_type, target, write.resource, None)
+    except FhirError as exc:
+        raise Invalid(write, exc) from None
 
 
 def _patients(rows: IndexRows) -> list[str]:

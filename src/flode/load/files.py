@@ -16,7 +16,7 @@ import structlog
 from flode.context import RequestContext
 from flode.fhir.errors import FhirError
 from flode.interactions.services import Services
-from flode.load import hooks, plan, sources
+from flode.load import hooks, plan, sources, subscriptions
 from flode.load.fast import FastWriter, Invalid
 from flode.load.sources import SourceError
 from flode.load.transactional import Refused, TransactionWriter, describe
@@ -41,7 +41,8 @@ class FileResult:
     status: str
     """`loaded`, `skipped` (loaded before), `failed`, `deferred` (a conditional reference
     matched nothing: the runner tries again once the other files are loaded) or
-    `interrupted` (not loaded, or not completely, when the load was stopped)."""
+    `interrupted` (not loaded, or not completely, when the load was stopped). A Subscription
+    whose topic is not offered defers its file too: the topic may be in another."""
     resources: int = 0
     method: str = ""
     reason: str = ""
@@ -82,7 +83,7 @@ class FileLoader:
         self.ctx = ctx
         self.fast = fast
         self.force = force
-        self.fast_writer = FastWriter(services)
+        self.fast_writer = FastWriter(services, ctx)
         self.transaction_writer = TransactionWriter(services, ctx)
 
     async def load(self, path: Path, report: Report) -> FileResult:
@@ -169,12 +170,14 @@ class FileLoader:
     async def _resources(self, writes: list[plan.Write], written: _Written) -> None:
         written.fast_only = written.fast_only and self.fast
         for chunk in plan.chunks(writes, CHUNK):
-            patients = None
-            if self.fast:
-                patients = await self.fast_writer.write(chunk)
-            else:
-                await self.transaction_writer.resources(chunk)
-            written.add([w.key for w in chunk], patients)
+            # A topic is committed, and offered, before a Subscription after it is checked.
+            for run in subscriptions.runs(chunk):
+                patients = None
+                if self.fast:
+                    patients = await self.fast_writer.write(run)
+                else:
+                    await self.transaction_writer.resources(run)
+                written.add([w.key for w in run], patients)
 
     async def _describe(
         self, path: str, sha256: str, started: datetime, written: _Written
@@ -238,9 +241,13 @@ def _identify(path: Path) -> tuple[int, str]:
 
 
 def _unresolved(exc: Exception) -> bool:
-    """Whether a conditional reference matched nothing: loading the file again after the
-    others may resolve it."""
+    """Whether a conditional reference matched nothing, or a Subscription's topic is not
+    offered: loading the file again after the others may resolve it."""
     error = exc.error if isinstance(exc, Invalid) else exc
+    if isinstance(exc, Refused) and exc.waits_for_topic:
+        return True
+    if isinstance(error, FhirError) and subscriptions.waits_for_topic(error):
+        return True
     status = error.status if isinstance(error, FhirError | Refused) else None
     return status == 412 and "conditional reference" in str(error) and "matches no " in str(error)
 

@@ -9,7 +9,8 @@ not the chunk once per bad line.
 
 A line whose conditional reference (`Practitioner?identifier=…`) matches nothing yet may be
 *waited for*: the chunk stops before it, so that the input can go on from that line once the
-inputs that hold the referenced resources are loaded (as `flode load` defers a file).
+inputs that hold the referenced resources are loaded (as `flode load` defers a file). So may a
+Subscription whose topic is not offered yet: the topic may be in another input.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, BinaryIO, cast
 from flode.access import ownership
 from flode.fhir import json
 from flode.fhir.errors import FhirError, Issue, operation_outcome
-from flode.load import plan
+from flode.load import plan, subscriptions
 from flode.load.fast import FastWriter, Invalid
 from flode.load.files import CHUNK
 from flode.load.sources import Line, SourceError
@@ -93,7 +94,11 @@ def _outcome(number: int, what: str, issues: list[Issue]) -> dict[str, Any]:
 
 
 def _unresolved(error: FhirError) -> bool:
-    return error.status == 412 and "matches no resource" in str(error)
+    """Whether another input may hold what the line needs: what its conditional reference
+    names, or the topic of a Subscription."""
+    return (
+        error.status == 412 and "matches no resource" in str(error)
+    ) or subscriptions.waits_for_topic(error)
 
 
 class LineLoader:

@@ -34,8 +34,8 @@ STOPPED = "The worker loading it stopped unexpectedly: {reason}"
 INTERRUPTED = "Not loaded, or not completely: the load was interrupted (Ctrl-C)"
 RUN_AGAIN = "Run the same command again; loaded files are skipped."
 LOAD_REFERENCED = (
-    "Load the files that hold the referenced resources (in the same command or before), "
-    "then run the command again."
+    "Load the files that hold the referenced resources, or the SubscriptionTopics the "
+    "Subscriptions name (in the same command or before), then run the command again."
 )
 
 
@@ -153,7 +153,8 @@ def run(
 
     A file whose conditional reference (`Organization?identifier=…`) matches nothing yet is
     deferred, and loaded again once the others are: Bulk Data exports keep each type in a file
-    of its own, and the files that hold the referenced resources may come later."""
+    of its own, and the files that hold the referenced resources may come later. So is a file
+    with a Subscription whose topic is not offered yet (flode.load.subscriptions)."""
     started = time.monotonic()
     settings = worker.Settings(
         database_url,

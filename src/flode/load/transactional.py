@@ -3,7 +3,9 @@
 
 A transaction Bundle is one transaction; a batch Bundle is a batch (each entry on its own); the
 resources of a collection Bundle or an NDJSON file are written as `PUT {type}/{id}` entries of
-one transaction per chunk.
+one transaction per chunk. Subscriptions and topics are checked there as in any transaction;
+around each, the loader's topics and the dispatchers are kept up to date
+(flode.load.subscriptions).
 """
 
 from __future__ import annotations
@@ -17,17 +19,27 @@ from flode.interactions.batch import batch
 from flode.interactions.entries import label
 from flode.interactions.services import Services
 from flode.interactions.transaction import transaction
+from flode.load import subscriptions
 from flode.load.plan import BundleWork, Write, entry_index
 
 
 class Refused(Exception):
     """Writes the server refused: why, naming where in the file, and the HTTP status."""
 
-    def __init__(self, message: str, status: int, written: Sequence[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int,
+        written: Sequence[tuple[str, str]] = (),
+        *,
+        waits_for_topic: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.written = written
         """What was written all the same (the other entries of a batch)."""
+        self.waits_for_topic = waits_for_topic
+        """A Subscription's topic is not offered (yet): it may be in another file."""
 
 
 def describe(error: FhirError, names: Sequence[str] | None = None) -> str:
@@ -61,12 +73,22 @@ class TransactionWriter:
 
     async def bundle(self, work: BundleWork) -> list[tuple[str, str]]:
         """Run a transaction or batch Bundle; the (type, id) of every resource written."""
+        types = subscriptions.entry_types(work.entries)
+        await subscriptions.before(self.services, types)
         if work.kind == "batch":
-            return await self._batch(work.entries)
+            try:
+                written = await self._batch(work.entries)
+            except Refused:  # the other entries were written
+                await subscriptions.written(self.services, types)
+                raise
+            await subscriptions.written(self.services, types)
+            return written
         try:
             done = await transaction(self.services, self.ctx, work.entries)
         except FhirError as exc:
-            raise Refused(describe(exc), exc.status) from None
+            waits = subscriptions.waits_for_topic(exc)
+            raise Refused(describe(exc), exc.status, waits_for_topic=waits) from None
+        await subscriptions.written(self.services, types)
         return [
             (outcome.version.resource_type, outcome.version.id)
             for entry, outcome in done
@@ -105,8 +127,12 @@ class TransactionWriter:
             {"resource": w.resource, "request": {"method": "PUT", "url": "/".join(w.key)}}
             for w in writes
         ]
+        types = {w.resource_type for w in writes}
+        await subscriptions.before(self.services, types)
         try:
             await transaction(self.services, self.ctx, entries)
         except FhirError as exc:
             names = [f"{w.where} ({w.resource_type}/{w.id})" for w in writes]
-            raise Refused(describe(exc, names), exc.status) from None
+            waits = subscriptions.waits_for_topic(exc)
+            raise Refused(describe(exc, names), exc.status, waits_for_topic=waits) from None
+        await subscriptions.written(self.services, types)

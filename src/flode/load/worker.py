@@ -29,6 +29,7 @@ from flode.config import Config
 from flode.context import RequestContext
 from flode.fhir.definitions import Definitions
 from flode.fhir.search_parameters import SearchParameters
+from flode.load import subscriptions
 from flode.load.files import FileLoader
 
 # Objects (that the cyclic collector tracks) allocated and not freed since its last run, past
@@ -131,6 +132,7 @@ async def open_loader(settings: Settings) -> AsyncIterator[FileLoader]:
     try:
         services = build_services(pool, replace(Config(), data_dir=settings.data_dir))
         await services.parameters.refresh()
+        await subscriptions.read_topics(services)  # the Subscriptions loaded may name them
         ctx = RequestContext.system("load")
         yield FileLoader(services, ctx, fast=settings.fast, force=settings.force)
     finally:

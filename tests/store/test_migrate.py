@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
 
+from flode.access import facts
 from flode.store.migrate import Migration, MigrationError, bundled_migrations, migrate
+from flode.store.params import date
 
 
 @pytest.fixture
@@ -72,3 +76,113 @@ async def test_a_failing_migration_leaves_nothing_half_applied(
         await migrate(fresh_db, [one, broken])
     tables = await fresh_db.fetchval("SELECT count(*) FROM pg_tables WHERE tablename IN ('a', 'b')")
     assert tables == 0
+
+
+async def test_migration_0017_moves_the_access_facts_into_access_fact_as_the_indexer_writes_them(
+    fresh_db: asyncpg.Connection,
+) -> None:
+    """Care relationships, consents and blocks written before 0017 were rows of
+    search_reference and search_date; afterwards they are the rows the indexer writes now."""
+    migrations = bundled_migrations()
+    await migrate(fresh_db, [m for m in migrations if m.number < 17])
+    hsa = "urn:oid:1.2.752.29.4.19"
+    end = datetime(2026, 1, 2, tzinfo=UTC)
+    resources: list[dict[str, Any]] = [
+        {
+            "resourceType": "Encounter",
+            "id": "e1",
+            "status": "finished",
+            "subject": {"reference": "Patient/p1"},
+            "serviceProvider": {"reference": "Organization/u1"},
+            "period": {"start": "2026-01-01", "end": "2026-01-01"},
+        },
+        {
+            "resourceType": "EpisodeOfCare",
+            "id": "ep1",
+            "status": "active",
+            "patient": {"reference": "Patient/p1"},
+            "managingOrganization": {"identifier": {"system": hsa, "value": "SE-U2"}},
+        },
+        {
+            "resourceType": "Consent",
+            "id": "c1",
+            "status": "active",
+            "patient": {"reference": "Patient/p1"},
+            "provision": {
+                "type": "deny",
+                "period": {"start": "2026-01-01", "end": "2026-01-01"},
+                "actor": [
+                    {
+                        "role": {"coding": [{"system": facts.PARTICIPATION, "code": "CST"}]},
+                        "reference": {"reference": "Organization/u3"},
+                    }
+                ],
+            },
+        },
+    ]
+    old = {
+        "e1": ([("_care-relation", "Organization", "u1", None, None, None)], (date.FIRST, end)),
+        "ep1": ([("_care-relation", None, None, None, hsa, "SE-U2")], (date.FIRST, date.LAST)),
+        "c1": (
+            [
+                ("_consent-deny", "Organization", "u3", None, None, None),
+                ("patient", "Patient", "p1", None, None, None),
+            ],
+            (datetime(2026, 1, 1, tzinfo=UTC), end),
+        ),
+    }
+    pks = {}
+    for resource in resources:
+        kind, id = resource["resourceType"], resource["id"]
+        pk = await fresh_db.fetchval(
+            "INSERT INTO resource (resource_type, id, version, last_updated) "
+            "VALUES ($1, $2, 1, now()) RETURNING pk",
+            kind,
+            id,
+        )
+        pks[id] = pk
+        references, (low, high) = old[id]
+        for param, *row in references:
+            await fresh_db.execute(
+                "INSERT INTO search_reference (resource_pk, resource_type, param, target_type, "
+                "target_id, url, identifier_system, identifier_value) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                pk,
+                kind,
+                param,
+                *row,
+            )
+        await fresh_db.execute(
+            "INSERT INTO search_date (resource_pk, resource_type, param, low, high) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            pk,
+            kind,
+            references[0][0],
+            low,
+            high,
+        )
+        if kind != "Consent":
+            await fresh_db.execute(
+                "INSERT INTO resource_compartment VALUES ($1, $2, 'Patient', 'p1')", pk, kind
+            )
+
+    await migrate(fresh_db, migrations)
+
+    rows = await fresh_db.fetch(
+        "SELECT resource_pk, param, patient_id, organization, low, high FROM access_fact"
+    )
+    expected = [
+        (pks[r["id"]], *row) for r in resources for row in facts.rows(r).get(facts.TABLE, [])
+    ]
+    assert len(expected) == 3
+    # The driver reads the open ends (-infinity, infinity) back as naive datetime.min / max.
+    assert sorted(tuple(_aware(v) for v in row) for row in rows) == sorted(expected)
+    left = await fresh_db.fetchval(
+        "SELECT (SELECT count(*) FROM search_reference WHERE param LIKE '\\_c%') "
+        "+ (SELECT count(*) FROM search_date)"
+    )
+    assert left == 0
+
+
+def _aware(value: Any) -> Any:
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) and not value.tzinfo else value

@@ -45,7 +45,7 @@ WHERE f.resource_type IN ('Encounter', 'EpisodeOfCare') AND f.param = '_care-rel
 
 INSERT INTO access_fact (resource_pk, resource_type, param, patient_id, organization, low, high)
 SELECT f.resource_pk, f.resource_type, f.param, p.target_id, n.organization,
-    coalesce(d.low, '0001-01-01 00:00:00+00'), coalesce(d.high, '9999-12-31 23:59:59.999999+00')
+    coalesce(d.low, '-infinity'), coalesce(d.high, 'infinity')
 FROM search_reference f
 JOIN search_reference p ON p.resource_pk = f.resource_pk AND p.param = 'patient'
     AND p.target_type = 'Patient'

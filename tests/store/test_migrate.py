@@ -120,7 +120,7 @@ async def test_migration_0017_moves_the_access_facts_into_access_fact_as_the_ind
             },
         },
     ]
-    old = {
+    old: dict[str, tuple[list[tuple[Any, ...]], tuple[datetime, datetime]]] = {
         "e1": ([("_care-relation", "Organization", "u1", None, None, None)], (date.FIRST, end)),
         "ep1": ([("_care-relation", None, None, None, hsa, "SE-U2")], (date.FIRST, date.LAST)),
         "c1": (

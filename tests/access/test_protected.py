@@ -448,6 +448,30 @@ async def test_no_has_finds_a_patient_through_a_protected_patients_address(
     assert [p["id"] for p in entries(found)] == [ordinary]
 
 
+@pytest.mark.parametrize("order", ["family", "-family", "name", "address-city"])
+async def test_a_sort_by_masked_demographics_puts_a_protected_patient_last(
+    operator: httpx.AsyncClient,
+    other_unit: httpx.AsyncClient,
+    allowed_unit: httpx.AsyncClient,
+    protected: str,
+    order: str,
+) -> None:
+    """Its place among the others would tell what the mask hides (Svensson, Göteborg)."""
+    first, last = f"a-{uuid.uuid4().hex[:8]}", f"z-{uuid.uuid4().hex[:8]}"
+    for id, family, city in ((first, "Andersson", "Alingsås"), (last, "Wallin", "Ystad")):
+        patient = ordinary_patient(id)
+        patient["name"] = [{"family": family}]
+        patient["address"] = [{"city": city}]
+        await put(operator, patient)
+    params = {"_id": f"{first},{protected},{last}", "_sort": order}
+    found = [p["id"] for p in entries(await ok(other_unit.get("Patient", params=params)))]
+    ends = [last, first] if order.startswith("-") else [first, last]
+    assert found == [*ends, protected]
+    # Those who see the name sort the patient where it belongs.
+    found = [p["id"] for p in entries(await ok(allowed_unit.get("Patient", params=params)))]
+    assert found == [ends[0], protected, ends[1]]
+
+
 async def test_the_patient_finds_themselves_by_their_own_demographics(
     served: Served, protected: str
 ) -> None:

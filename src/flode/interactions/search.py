@@ -81,7 +81,7 @@ async def search(
     scope = replace(
         scope,
         where=" AND ".join(f"({w})" for w in where),
-        order=order_by(services.search.registry, types or (), query.sort),
+        order=order_by(services.search.registry, types or (), query.sort, hidden(services, ctx)),
     )
     count = 0 if query.summary == "count" else page.count
     stored = None

@@ -13,6 +13,8 @@ from flode.fhir.errors import bad_request
 from flode.fhir.search_parameters import SearchParameters
 from flode.fhir.search_query import SortKey
 from flode.store.indexer import MODULES
+from flode.store.search import Hidden
+from flode.store.sql import Literals, quoted
 
 # Per parameter type: the value an index row `i` sorts by, ascending and descending.
 _KEYS: Mapping[str, tuple[str, str]] = {
@@ -47,14 +49,19 @@ def _kind(registry: SearchParameters, types: Sequence[str], code: str) -> str:
     return kind
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def order_by(registry: SearchParameters, types: Sequence[str], keys: Sequence[SortKey]) -> str:
+def order_by(
+    registry: SearchParameters,
+    types: Sequence[str],
+    keys: Sequence[SortKey],
+    hidden: Hidden | None = None,
+) -> str:
     """The ORDER BY terms for `keys` (empty for none). They hold no placeholders, so a count of
     the same search can share its arguments: the codes are the registry's, written as
-    literals."""
+    literals.
+
+    A resource that a search by the parameter may not match (`hidden`: a Patient whose name the
+    reader sees masked) sorts as if it had no value, last: its place among the others would tell
+    what the mask hides."""
     terms = []
     for key in keys:
         direction = "DESC" if key.descending else "ASC"
@@ -65,9 +72,23 @@ def order_by(registry: SearchParameters, types: Sequence[str], keys: Sequence[So
         kind = _kind(registry, types, key.param)
         value = _KEYS[kind][key.descending]
         aggregate = "max" if key.descending else "min"
-        terms.append(
+        sorted_by = (
             f"(SELECT {aggregate}({value}) FROM {MODULES[kind].TABLE} i "
-            f"WHERE i.resource_pk = r.pk AND i.param = {_literal(key.param)}) "
-            f"{direction} NULLS LAST"
+            f"WHERE i.resource_pk = r.pk AND i.param = {quoted(key.param)})"
         )
+        unseen = _unseen(hidden, types, key.param)
+        if unseen is not None:
+            sorted_by = f"CASE WHEN {unseen} THEN {sorted_by} END"
+        terms.append(f"{sorted_by} {direction} NULLS LAST")
     return ", ".join(terms)
+
+
+def _unseen(hidden: Hidden | None, types: Sequence[str], code: str) -> str | None:
+    """SQL over `r`: whether its value of `code` may be sorted by (None: always)."""
+    if hidden is None:
+        return None
+    for resource_type in types:
+        condition = hidden(resource_type, code, Literals())
+        if condition is not None:
+            return condition
+    return None

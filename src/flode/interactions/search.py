@@ -9,6 +9,7 @@ asks for `Prefer: handling=strict` (400).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -95,12 +96,18 @@ async def search(
         matches, has_next, results, total = await _run(services, scope, page, count, query)
     extra, issues = await included(services, ctx, query.includes, matches)
     touched = await logged.touched(services, ctx, [*matches, *extra])
-    if pdl.applies(ctx):
-        named = named_patients(params, resource_type, compartment) | set(touched)
-        issues += await emergency.notice(services.store.pool, ctx, sorted(named))
     detail = "/".join(p for p in (*(compartment or ()), resource_type or "") if p)
     detail += "?" + urlencode(params) if params else ""
-    await logged.record(services, ctx, logged.accesses(touched, "search", detail=detail))
+    record = logged.record(services, ctx, logged.accesses(touched, "search", detail=detail))
+    if pdl.applies(ctx):
+        # The access log and the notice of blocked data, each on a connection of its own.
+        named = named_patients(params, resource_type, compartment) | set(touched)
+        async with asyncio.TaskGroup() as group:
+            notice = group.create_task(emergency.notice(services.store.pool, ctx, sorted(named)))
+            group.create_task(record)
+        issues += notice.result()
+    else:
+        await record
     entries = entries_of(services, ctx, query, matches, extra)
     issues += [
         Issue("warning", "not-supported", f"Search parameter '{k}' was ignored") for k in unknown

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from flode.access import policy
 from flode.context import RequestContext
 from flode.fhir.errors import Issue, bad_request
 from flode.fhir.search_query import Include
 from flode.interactions.search_access import readable
 from flode.interactions.services import Services
 from flode.store.records import LinkQuery, Version
+from flode.store.sql import Args
 
 # How many rounds `:iterate` follows at most (a chain of Observation.hasMember, partOf, …).
 MAX_ROUNDS = 8
@@ -53,6 +55,31 @@ def _step(include: Include, limit: int) -> LinkQuery:
     )
 
 
+async def _linked(
+    services: Services,
+    ctx: RequestContext,
+    include: Include,
+    limit: int,
+    starts: Sequence[tuple[str, str]],
+) -> tuple[list[Version], set[tuple[str, str]]]:
+    """The resources one step links to `starts`, and which of them the request may read. When
+    the step says of which type they are, the query itself leaves out what may not be read;
+    otherwise they are looked at once found."""
+    step = _step(include, limit)
+    kind = step.source_type if include.reverse else step.target_type
+    if kind is None or ctx.trusted:
+        linked = await services.store.linked(step, starts)
+        return linked, await readable(services, ctx, [(v.resource_type, v.id) for v in linked])
+    if not policy.allows(ctx, kind, "r"):
+        return [], set()
+
+    def admit(args: Args) -> str | None:
+        return policy.restriction(services.search, ctx, kind, "r", args)
+
+    linked = await services.store.linked(step, starts, admit)
+    return linked, {(v.resource_type, v.id) for v in linked}
+
+
 def _applies(include: Include, version: Version) -> bool:
     """Whether `version` can be where the include starts: the referring resource of an
     `_include`, the referred-to one of a `_revinclude`."""
@@ -82,8 +109,7 @@ async def included(
         for include in steps:
             starts = [(v.resource_type, v.id) for v in frontier if _applies(include, v)]
             budget = services.max_included - len(found) - len(fresh)
-            linked = await services.store.linked(_step(include, budget + 1), starts)
-            allowed = await readable(services, ctx, [(v.resource_type, v.id) for v in linked])
+            linked, allowed = await _linked(services, ctx, include, budget + 1, starts)
             for version in linked:
                 key = (version.resource_type, version.id)
                 if key not in seen and key in allowed:

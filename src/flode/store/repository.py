@@ -154,13 +154,21 @@ class Store:
         )
         return {row["id"] for row in rows}
 
-    async def linked(self, link: LinkQuery, found: Sequence[tuple[str, str]]) -> list[Version]:
+    async def linked(
+        self,
+        link: LinkQuery,
+        found: Sequence[tuple[str, str]],
+        admit: Callable[[Args], str | None] | None = None,
+    ) -> list[Version]:
         """The current resources that `found` refer to through a reference parameter
-        (`_include`), or that refer to `found` (`_revinclude`, `link.reverse`)."""
+        (`_include`), or that refer to `found` (`_revinclude`, `link.reverse`); only those
+        `admit` admits (SQL over `resource r`, its values added to the args given), if given."""
         if not found:
             return []
         args = Args([f[0] for f in found], [f[1] for f in found])
         where = ["true"]
+        if admit is not None and (admitted := admit(args)) is not None:
+            where.append(f"({admitted})")
         if link.source_type is not None:
             where.append(f"s.resource_type = {args.add(link.source_type)}")
         if link.param is not None:

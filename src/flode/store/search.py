@@ -8,7 +8,7 @@ predicate reads the same way at any depth.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from flode.fhir.errors import bad_request
@@ -177,6 +177,8 @@ class SearchCompiler:
         link, rest = chain[0], chain[1:]
         targets = self._targets(resource_type, link)
         inner: list[str] = []
+        guards: list[str] = []
+        restricted = False
         for target in targets:
             if rest:
                 following = self.registry.get(target, rest[0].param)
@@ -192,10 +194,11 @@ class SearchCompiler:
                     hidden,
                 )
             if sql is not None:
+                kind = args.add(target)
+                inner.append(f"(r.resource_type = {kind} AND {sql})")
                 allowed = access(target, args) if access is not None else None
-                if allowed is not None:
-                    sql = f"({allowed}) AND {sql}"
-                inner.append(f"(r.resource_type = {args.add(target)} AND {sql})")
+                guards.append(f"(r.resource_type = {kind} AND {allowed or 'true'})")
+                restricted = restricted or allowed is not None
         if not inner:
             raise bad_request(
                 f"No type that '{link.param}' refers to has a search parameter "
@@ -205,12 +208,13 @@ class SearchCompiler:
         # The keys of the referring resources, found once (an InitPlan) from the referenced
         # resources' own index rows (`name=…`), then looked up by key: not a probe of every
         # resource searched. The subquery's `r` is the referenced resource.
+        criteria = f"NOT r.deleted AND ({' OR '.join(inner)})"
+        source, guard = _matching(criteria, guards if restricted else [])
         return (
-            "r.pk = ANY (ARRAY (SELECT c.resource_pk FROM resource r JOIN search_reference c "
+            f"r.pk = ANY (ARRAY (SELECT c.resource_pk FROM {source} JOIN search_reference c "
             "ON c.target_type = r.resource_type AND c.target_id = r.id "
             f"WHERE c.resource_type = {args.add(resource_type)} "
-            f"AND c.param = {args.add(link.param)} AND NOT r.deleted "
-            f"AND ({' OR '.join(inner)})))"
+            f"AND c.param = {args.add(link.param)} AND {guard}))"
         )
 
     def _has(
@@ -232,18 +236,19 @@ class SearchCompiler:
         if inner is None:
             return None
         allowed = access(has.resource_type, args) if access is not None else None
-        if allowed is not None:
-            inner = f"({allowed}) AND {inner}"
+        kind = args.add(has.resource_type)
+        source, guard = _matching(
+            f"r.resource_type = {kind} AND NOT r.deleted AND {inner}",
+            [] if allowed is None else [allowed],
+        )
         # The ids of the referenced resources, found once from the referring resources' index
         # rows, then looked up by id, as for chains. The subquery's `r` is the referring
         # resource.
         return (
-            "r.id = ANY (ARRAY (SELECT h.target_id FROM resource r JOIN search_reference h "
-            "ON h.resource_pk = r.pk "
-            f"WHERE h.resource_type = {args.add(has.resource_type)} "
+            f"r.id = ANY (ARRAY (SELECT h.target_id FROM {source} JOIN search_reference h "
+            f"ON h.resource_pk = r.pk WHERE h.resource_type = {kind} "
             f"AND h.param = {args.add(has.reference)} "
-            f"AND h.target_type = {args.add(resource_type)} "
-            f"AND r.resource_type = {args.add(has.resource_type)} AND NOT r.deleted AND {inner}))"
+            f"AND h.target_type = {args.add(resource_type)} AND {guard}))"
         )
 
     def compile_contained(
@@ -275,6 +280,22 @@ class SearchCompiler:
             else:
                 ands.append(sql)
         return Compiled(" AND ".join(f"({a})" for a in ands), args, unknown)
+
+
+def _matching(criteria: str, guards: Sequence[str]) -> tuple[str, str]:
+    """The resources `r` of a chain or `_has` that match `criteria`, and may be searched by
+    the request as `guards` say (one of them holds; none given: any may), as a FROM item and
+    a condition for its WHERE.
+
+    With guards, the matches are found first and only they are held to the guards: what a
+    request may search costs a few look-ups per resource (the Swedish rules), and the
+    criteria usually pick few resources of many."""
+    if not guards:
+        return "resource r", criteria
+    return (
+        f"(SELECT r.* FROM resource r WHERE {criteria} OFFSET 0) r",
+        f"({' OR '.join(guards)})",
+    )
 
 
 def containers_of(contained: str) -> str:

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ import orjson
 import pytest
 
 from flode.events.bridge import JetStreamPublisher, MemoryPublisher
+from flode.events.outbox import Event
 from flode.interactions.services import Services
 
 from .conftest import Start, eventually
@@ -142,6 +144,43 @@ async def test_events_published_again_after_a_restart_are_stored_once(
     finally:
         await publisher.close()
     assert len(await _messages(nats_url, stream)) == len(events)
+
+
+async def test_a_batch_the_stream_refuses_part_of_is_sent_again_one_at_a_time_in_order(
+    nats_url: str, stream: str
+) -> None:
+    """A batch goes out at once, each message after the first stored only right after the one
+    before it; when something else was stored in between, the rest is sent one at a time."""
+    occurred = datetime.now(UTC)
+    events = [
+        Event(n, n, "Patient", f"p{n}", 1, "create", (f"p{n}",), occurred) for n in range(1, 7)
+    ]
+    publisher = await JetStreamPublisher.connect(nats_url, stream)
+    try:
+        await publisher.publish(events[:3])
+        await publisher.connection.publish("flode.Other.create", b"{}")  # not Flöde's
+        await publisher.connection.flush()
+        await publisher.publish(events[1:])  # 2 and 3 again, as after a crash, then 4-6
+    finally:
+        await publisher.close()
+    ids = [msg_id for _, _, msg_id in await _messages_with_foreign(nats_url, stream)]
+    assert ids == [str(e.event) for e in events[:3]] + [""] + [str(e.event) for e in events[3:]]
+
+
+async def _messages_with_foreign(nats_url: str, stream: str) -> list[tuple[str, bytes, str]]:
+    connection = await nats.connect(nats_url)
+    try:
+        js = connection.jetstream()
+        info = await js.stream_info(stream)
+        found = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            message = await js.get_msg(stream, seq)
+            assert message.subject is not None
+            headers = message.headers or {}
+            found.append((message.subject, message.data or b"", headers.get("Nats-Msg-Id", "")))
+        return found
+    finally:
+        await connection.close()
 
 
 async def test_the_in_memory_twin_records_what_would_be_published(

@@ -13,6 +13,13 @@ them), step 4 per subscription on the node that holds its lease. Every node wake
 LISTEN/NOTIFY (`flode_outbox` from the writing transactions, `flode_subscription` when events
 were matched) and polls every second besides, because the tables, not the notifications, are
 the truth.
+
+Latency is what a subscriber waits for, so the steps keep out of each other's way: a round
+sequences and commits, then matches in a transaction of its own (with a few statements for a
+whole batch), and publishing runs as a task of its own, woken as soon as a round has
+sequenced, so that neither the bus nor the matching waits for the other. Each step works on
+everything that is ready, up to `batch` events, so the more events arrive, the fewer rounds
+per event.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from flode.events.channels import WebSockets
 from flode.events.delivery import Deliverer
 from flode.events.endpoints import EndpointPolicy
 from flode.events.matching import Active, Matcher
-from flode.events.outbox import Event, events_after
+from flode.events.outbox import EVENT_COLUMNS, Event, event_of
 from flode.events.settings import Settings
 from flode.events.topic_store import TopicStore
 from flode.events.topics import Topics
@@ -47,6 +54,31 @@ log = structlog.get_logger(__name__)
 NATS_LOCK = 0x464C4F44454E54  # "FLODENT"
 MAX_DELIVERIES = 32
 CLOSE_SECONDS = 10.0
+
+# A cursor's position, its row locked (FOR UPDATE reads the latest committed position, even
+# one committed by another node since the statement began), and the events after it.
+_NEXT = f"""
+    WITH c AS (SELECT position FROM event_cursor WHERE name = $1 FOR UPDATE)
+    SELECT c.position, o.* FROM c LEFT JOIN LATERAL (
+        SELECT {EVENT_COLUMNS} FROM outbox WHERE event > c.position ORDER BY event LIMIT $2
+    ) o ON true"""
+
+# A subscription's next event numbers and its events under them, in one statement; nothing
+# when its row is gone.
+_NUMBER = """
+    WITH counted AS (
+        UPDATE subscription SET events = events + cardinality($2::bigint[]) WHERE id = $1
+        RETURNING events)
+    INSERT INTO subscription_event (subscription_id, number, event, resource_type, resource_id,
+                                    version, action, occurred)
+    SELECT $1, c.events - cardinality($2::bigint[]) + u.n, u.e, u.t, u.i, u.v, u.a, u.o
+    FROM counted c, unnest($2::bigint[], $3::text[], $4::text[], $5::integer[], $6::text[],
+                           $7::timestamptz[]) WITH ORDINALITY AS u (e, t, i, v, a, o, n)"""
+
+# The `match` cursor moved, and the nodes told that there is something to deliver.
+_MATCHED = """
+    WITH moved AS (UPDATE event_cursor SET position = $1 WHERE name = 'match')
+    SELECT pg_notify('flode_subscription', '') WHERE $2::boolean"""
 
 
 def node_name() -> str:
@@ -79,8 +111,11 @@ class Dispatcher:
         )
         self._outbox = asyncio.Event()
         self._subscriptions = asyncio.Event()
+        self._sequenced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._serving: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        """Subscriptions that got events while this node was delivering to them."""
         self._listener: asyncpg.pool.PoolConnectionProxy | None = None
         self._matched_to: int | None = None
         self._dirty = False
@@ -98,6 +133,8 @@ class Dispatcher:
             self._spawn(self._deliveries, "events delivery"),
             self._spawn(self._retention, "events retention"),
         ]
+        if self.publisher is not None:
+            self._tasks.append(self._spawn(self._publishing, "events publishing"))
         self.wake()
 
     def _spawn(
@@ -151,7 +188,7 @@ class Dispatcher:
             await asyncio.wait_for(event.wait(), self.settings.poll_seconds)
         event.clear()
 
-    # -- sequencing, matching, publishing
+    # -- sequencing and matching
 
     async def _pipeline(self) -> None:
         while True:
@@ -165,49 +202,52 @@ class Dispatcher:
                 log.exception("events pipeline failed; retrying")
 
     async def run_once(self) -> bool:
-        """One round of sequencing, matching and publishing; True if there is more to do."""
+        """One round of sequencing and matching (publishing runs beside it); True if there
+        is more to do."""
         async with self.pool.acquire() as conn:
-            # One transaction: the events numbered are matched before it commits.
             async with conn.transaction():
                 sequenced = await sequencer.sequence(conn, self.settings.batch)
-                matched, notify = await self._match(conn)
-            for id in notify:  # no need to wait for the notification to come back
-                self._start(id)
-            published = await self._publish(conn) if self.publisher is not None else 0
+            if sequenced:
+                # The bus need not wait for the matching. (What another node sequenced, that
+                # node publishes, or this one at its next poll.)
+                self._sequenced.set()
+            matched, notify = await self._match(conn)
+        for id in notify:  # no need to wait for the notification to come back
+            self._start(id)
         # Another round at once only if a step had more than one batch to do.
-        return max(sequenced, matched, published) >= self.settings.batch
+        return max(sequenced, matched) >= self.settings.batch
 
     async def _match(self, conn: Conn) -> tuple[int, list[str]]:
-        """Match the next sequenced events; (how many, the subscriptions that got some)."""
+        """Match the next sequenced events in a transaction; (how many, the subscriptions
+        that got some). The batch is matched without savepoints; if an event fails, the
+        transaction is rolled back and the batch matched again one event at a time, so that
+        only that event goes to no one."""
+        for isolated in (False, True):
+            try:
+                async with conn.transaction():
+                    return await self._match_next(conn, isolated)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if isolated:
+                    raise
+                self.matcher.invalidate()
+        raise AssertionError("unreachable")
+
+    async def _match_next(self, conn: Conn, isolated: bool) -> tuple[int, list[str]]:
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", sequencer.MATCH_LOCK):
             return 0, []
-        position = await conn.fetchval(
-            "SELECT position FROM event_cursor WHERE name = 'match' FOR UPDATE"
-        )
+        position, events = await self._next_events(conn, "match")
         if position != self._matched_to:
             self.matcher.invalidate()  # another node matched since: its Subscriptions may differ
-        events = await events_after(conn, position, self.settings.batch)
         if not events:
             self._matched_to = position
             return 0, []
-        found = await self._match_batch(conn, events)
+        found = await self._match_batch(conn, events, isolated)
         for id, (_, matched) in found.items():
-            last = await conn.fetchval(
-                "UPDATE subscription SET events = events + $2 WHERE id = $1 RETURNING events",
-                id,
-                len(matched),
-            )
-            if last is None:
-                continue
-            first = last - len(matched) + 1
             await conn.execute(
-                """INSERT INTO subscription_event (subscription_id, number, event, resource_type,
-                   resource_id, version, action, occurred)
-                   SELECT $1, n, e, t, i, v, a, o FROM unnest($2::bigint[], $3::bigint[],
-                   $4::text[], $5::text[], $6::integer[], $7::text[], $8::timestamptz[])
-                   AS u (n, e, t, i, v, a, o)""",
+                _NUMBER,
                 id,
-                list(range(first, last + 1)),
                 [e.event for e in matched],
                 [e.resource_type for e in matched],
                 [e.resource_id for e in matched],
@@ -215,43 +255,34 @@ class Dispatcher:
                 [e.action for e in matched],
                 [e.occurred for e in matched],
             )
-        await conn.execute(
-            "UPDATE event_cursor SET position = $1 WHERE name = 'match'", events[-1].event
-        )
-        if found:
-            await conn.execute("SELECT pg_notify('flode_subscription', '')")
+        await conn.execute(_MATCHED, events[-1].event, bool(found))
         self._matched_to = events[-1].event
         return len(events), list(found)
 
+    async def _next_events(self, conn: Conn, cursor: str) -> tuple[int, list[Event]]:
+        """The position of `cursor` (its row locked) and the events after it, up to a batch;
+        in one statement. Call it holding the cursor's advisory lock."""
+        rows = await conn.fetch(_NEXT, cursor, self.settings.batch)
+        position: int = rows[0]["position"]
+        return position, [event_of(row) for row in rows if row["event"] is not None]
+
     async def _match_batch(
-        self, conn: Conn, events: list[Event]
+        self, conn: Conn, events: list[Event], isolated: bool
     ) -> dict[str, tuple[Active, list[Event]]]:
-        """The events of each subscription. The batch is matched under one savepoint; if an
-        event fails, the batch is matched again one event at a time, and only that event
-        goes to no one."""
-        for isolated in (False, True):
-            found: dict[str, tuple[Active, list[Event]]] = {}
-            try:
-                async with conn.transaction():
-                    concerned = await self.matcher.concerned(conn, events)
-                    await self.matcher.prefetch(conn, concerned)
-                    for event in concerned:
-                        matched = (
-                            await self._match_event(conn, event)
-                            if isolated
-                            else await self.matcher.match(conn, event)
-                        )
-                        for subscription in matched:
-                            entry = found.setdefault(subscription.spec.id, (subscription, []))
-                            entry[1].append(event)
-                return found
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if isolated:
-                    raise
-                self.matcher.invalidate()
-        return {}
+        """The events of each subscription; `isolated`: each event under a savepoint."""
+        found: dict[str, tuple[Active, list[Event]]] = {}
+        concerned = await self.matcher.concerned(conn, events)
+        await self.matcher.prefetch(conn, concerned)
+        for event in concerned:
+            matched = (
+                await self._match_event(conn, event)
+                if isolated
+                else await self.matcher.match(conn, event)
+            )
+            for subscription in matched:
+                entry = found.setdefault(subscription.spec.id, (subscription, []))
+                entry[1].append(event)
+        return found
 
     async def _match_event(self, conn: Conn, event: Event) -> list[Active]:
         """The subscriptions of one event; an event that cannot be evaluated (a criterion the
@@ -265,22 +296,38 @@ class Dispatcher:
             log.exception("event could not be matched", event=event.event, focus=event.reference)
             return []
 
-    async def _publish(self, conn: Conn) -> int:
+    # -- publishing
+
+    async def _publishing(self) -> None:
+        """Publish after every round of the pipeline that sequenced (and every
+        `poll_seconds`): a bus that is down holds up neither the matching nor the deliveries,
+        and is tried again every `poll_seconds`, not after every round."""
+        while True:
+            await self._wait(self._sequenced)
+            try:
+                while await self.publish_once():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("publishing events failed; retrying")
+                await asyncio.sleep(self.settings.poll_seconds)
+
+    async def publish_once(self) -> bool:
+        """Publish the next sequenced events, in order; the `nats` cursor moves once the bus
+        has acknowledged them all. True if there may be more."""
         assert self.publisher is not None
-        async with conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", NATS_LOCK):
-                return 0
-            position = await conn.fetchval(
-                "SELECT position FROM event_cursor WHERE name = 'nats' FOR UPDATE"
-            )
-            events = await events_after(conn, position, self.settings.batch)
+                return False
+            _, events = await self._next_events(conn, "nats")
             if not events:
-                return 0
+                return False
             await self.publisher.publish(events)
             await conn.execute(
                 "UPDATE event_cursor SET position = $1 WHERE name = 'nats'", events[-1].event
             )
-        return len(events)
+        return len(events) >= self.settings.batch
 
     # -- retention
 
@@ -345,7 +392,8 @@ class Dispatcher:
     def _start(self, id: str) -> None:
         """Deliver to the subscription, unless this node is doing so already."""
         if id in self._serving:
-            self._dirty = True  # it may just be finishing: look again when it has
+            self._again.add(id)  # it may have looked for events already: it looks again
+            self._dirty = True  # and if it is just finishing, so does the next look for due ones
             return
         if len(self._serving) >= MAX_DELIVERIES:
             self._poke()
@@ -356,13 +404,17 @@ class Dispatcher:
 
     def _served(self, id: str, _: asyncio.Task[None]) -> None:
         self._serving.pop(id, None)
+        self._again.discard(id)
         if self._dirty:  # what was matched meanwhile is not left to the next poll
             self._subscriptions.set()
 
     async def _serve(self, id: str) -> None:
         try:
-            while await self.deliverer.step(id):
-                pass
+            again = True
+            while again:
+                self._again.discard(id)
+                await self.deliverer.serve(id)
+                again = id in self._again
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -3,7 +3,8 @@ it, print tables. `crud` runs create, read, update and history against a fresh s
 runs the search queries against Synthea data sets loaded once and kept; `policy` runs them as an
 operator and as a clinician bound by the Swedish access rules, and measures the access log's
 write rate; `all` (the default) runs all three. `load` runs `flode load` on Synthea data, with
-`--fast` and through transactions."""
+`--fast` and through transactions. `events` measures commit-to-delivery latency and event
+throughput on a rest-hook Subscription and NATS JetStream."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from benchmarks import audit, cpu, loader, loadgen, policy, search, synthea
+from benchmarks import audit, cpu, event_report, events, loader, loadgen, policy, search, synthea
 from benchmarks.patients import PatientFactory
 from benchmarks.report import (
     Placement,
@@ -48,10 +49,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "what",
         nargs="?",
-        choices=("all", "crud", "search", "policy", "load"),
+        choices=("all", "crud", "search", "policy", "load", "events"),
         default="all",
         help="which workloads [all: crud, search, then policy]; load: `flode load` of Synthea "
-        "data, --fast and through transactions",
+        "data, --fast and through transactions; events: subscriptions and NATS",
     )
     parser.add_argument(
         "--duration", type=float, default=10.0, metavar="SECONDS", help="per workload [10]"
@@ -124,7 +125,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     load_options.add_argument(
         "--load-workers", type=int, default=None, metavar="N", help="[flode load's default]"
     )
+    events.add_arguments(parser)
     args = parser.parse_args(argv)
+    events.check_arguments(parser, args)
     if args.duration <= 0 or args.concurrency < 1 or args.max_requests < 1:
         parser.error("--duration, --concurrency and --max-requests must be positive")
     if args.warmup is None:
@@ -404,6 +407,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         loader.print_flode_load(console, args.load_data, found)
         output["load"] = loader.flode_load_json(found)
         failed = any(run.failed for run in found)
+    if args.what == "events":
+        measured = events.run(
+            args, console, (where.server, where.client, where.postgres), _loop_factory()
+        )
+        event_report.print_events_report(console, measured)
+        output["events"] = event_report.events_json(measured)
+        failed = measured.lost > 0 or measured.errors > 0
     if args.json is not None:
         args.json.write_bytes(orjson.dumps(output, option=orjson.OPT_INDENT_2))
         console.print(f"[dim]Results written to {args.json}[/]")

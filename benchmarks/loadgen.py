@@ -211,3 +211,111 @@ async def run(
             group.create_task(_connection(port, make, hook, state))
     result.elapsed_s = (time.perf_counter_ns() - started) / 1e9
     return result
+
+
+_PACED_IDLE_NS = 2_000_000_000
+
+
+@dataclass(slots=True)
+class _Paced:
+    result: Result
+    slots: asyncio.Semaphore
+    """One per connection that may be open at once."""
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, int]] = field(default_factory=list)
+    """Connections not in use, with when they were last used (ns)."""
+    open: int = 0
+    most_open: int = 0
+
+    def take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The connection used last, if any; those idle long enough that the server may be
+        closing them (uvicorn does after 5 s) are closed instead."""
+        while self.idle:
+            reader, writer, since = self.idle.pop()
+            if time.perf_counter_ns() - since < _PACED_IDLE_NS:
+                return reader, writer
+            writer.close()
+            self.open -= 1
+        return None
+
+
+async def _paced_request(
+    port: int, payload: bytes, due_ns: int, hook: ResponseHook | None, state: _Paced
+) -> None:
+    """One request of `paced` on an idle connection (a new one when none is idle); its latency
+    counts from when it was due, so a server that falls behind shows in it."""
+    async with state.slots:
+        await _paced_on_connection(port, payload, due_ns, hook, state)
+
+
+async def _paced_on_connection(
+    port: int, payload: bytes, due_ns: int, hook: ResponseHook | None, state: _Paced
+) -> None:
+    result = state.result
+    taken = state.take()
+    if taken is not None:
+        reader, writer = taken
+    else:
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port, limit=_STREAM_LIMIT)
+        except OSError as exc:
+            result.error(f"connect: {type(exc).__name__}: {exc}")
+            return
+        state.open += 1
+        state.most_open = max(state.most_open, state.open)
+    try:
+        writer.write(payload)
+        status, head, body, keep_alive = await read_response(reader)
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        result.error(f"transport: {type(exc).__name__}: {exc}")
+        keep_alive = False
+    else:
+        result.latencies_ns.append(time.perf_counter_ns() - due_ns)
+        result.requests += 1
+        if 200 <= status < 300:
+            if hook is not None:
+                try:
+                    hook(status, head, body)
+                except Exception as exc:
+                    result.error(f"{status}, unexpected body ({exc!r}): {body[:300]!r}")
+        else:
+            result.error(f"{status}: {body.decode('utf-8', 'replace')}")
+    if keep_alive:
+        state.idle.append((reader, writer, time.perf_counter_ns()))
+    else:
+        writer.close()
+        state.open -= 1
+
+
+async def paced(
+    name: str,
+    port: int,
+    make: RequestFactory,
+    *,
+    rate: float,
+    duration_s: float,
+    hook: ResponseHook | None = None,
+    max_connections: int = 256,
+) -> Result:
+    """Open loop: request i is sent at start + i / `rate`, whether or not earlier ones were
+    answered, on as many connections as that takes (up to `max_connections`; then it waits
+    for one, and the wait counts in its latency), for `duration_s` seconds. Requests in flight
+    at the end are awaited and counted; `Result.concurrency` is the most connections open."""
+    state = _Paced(Result(name, 0), asyncio.Semaphore(max_connections))
+    started = time.perf_counter_ns()
+    interval_ns = 1e9 / rate
+    tasks: set[asyncio.Task[None]] = set()
+    for i in range(max(1, round(rate * duration_s))):
+        due = started + int(i * interval_ns)
+        wait_ns = due - time.perf_counter_ns()
+        if wait_ns > 0:
+            await asyncio.sleep(wait_ns / 1e9)
+        task = asyncio.create_task(_paced_request(port, make(), due, hook, state))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.gather(*tasks)
+    for _, writer, _ in state.idle:
+        writer.close()
+    state.result.elapsed_s = (time.perf_counter_ns() - started) / 1e9
+    state.result.concurrency = state.most_open
+    return state.result

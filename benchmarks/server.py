@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -113,10 +114,15 @@ class FlodeServer:
         *,
         postgres_cpus: set[int] | None = None,
         data_dir: Path | None = None,
+        flags: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """`data_dir`: keep the data there (and reuse what is there); a temporary directory,
-        removed at `stop()`, when None."""
+        removed at `stop()`, when None. `flags`: more options of `flode serve`; `env`: more
+        environment variables for it."""
         self.server_cpu = server_cpu
+        self._flags = list(flags)
+        self.env = dict(env or {})
         self.postgres_cpus = set(postgres_cpus) if postgres_cpus is not None else None
         self.port = free_port()
         self.base_url = f"http://{HOST}:{self.port}/fhir"
@@ -131,8 +137,9 @@ class FlodeServer:
     @property
     def flags(self) -> list[str]:
         """Options beyond the data directory and port (no demo data). Authentication stays
-        on: every request carries an operator's token, as a module's would."""
-        return []
+        on unless they say otherwise: every request carries an operator's token, as a
+        module's would."""
+        return list(self._flags)
 
     def token(self) -> str:
         """An operator's access token for this server, signed with its data directory's key."""
@@ -162,6 +169,7 @@ class FlodeServer:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
             preexec_fn=pin,
             # Out of the terminal's process group: a Ctrl-C reaches the benchmark only, which
             # then stops the server exactly once, through stop().

@@ -147,6 +147,20 @@ class _Run:
         return self.issued < self.max_requests and time.perf_counter_ns() < self.deadline_ns
 
 
+def _answered(
+    result: Result, status: int, head: bytes, body: bytes, hook: ResponseHook | None
+) -> None:
+    """Count a response; a non-2xx one, or a 2xx one `hook` rejects, is an error."""
+    result.requests += 1
+    if not 200 <= status < 300:
+        result.error(f"{status}: {body.decode('utf-8', 'replace')}")
+    elif hook is not None:
+        try:
+            hook(status, head, body)
+        except Exception as exc:
+            result.error(f"{status}, unexpected body ({exc!r}): {body[:300]!r}")
+
+
 async def _connection(
     port: int, make: RequestFactory, hook: ResponseHook | None, run: _Run
 ) -> None:
@@ -174,15 +188,7 @@ async def _connection(
                 reader = writer = None
                 continue
             latencies.append(time.perf_counter_ns() - started)
-            result.requests += 1
-            if 200 <= status < 300:
-                if hook is not None:
-                    try:
-                        hook(status, head, body)
-                    except Exception as exc:
-                        result.error(f"{status}, unexpected body ({exc!r}): {body[:300]!r}")
-            else:
-                result.error(f"{status}: {body.decode('utf-8', 'replace')}")
+            _answered(result, status, head, body, hook)
             if not keep_alive:
                 writer.close()
                 reader = writer = None
@@ -270,15 +276,7 @@ async def _paced_on_connection(
         keep_alive = False
     else:
         result.latencies_ns.append(time.perf_counter_ns() - due_ns)
-        result.requests += 1
-        if 200 <= status < 300:
-            if hook is not None:
-                try:
-                    hook(status, head, body)
-                except Exception as exc:
-                    result.error(f"{status}, unexpected body ({exc!r}): {body[:300]!r}")
-        else:
-            result.error(f"{status}: {body.decode('utf-8', 'replace')}")
+        _answered(result, status, head, body, hook)
     if keep_alive:
         state.idle.append((reader, writer, time.perf_counter_ns()))
     else:

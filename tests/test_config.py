@@ -59,3 +59,27 @@ def test_serve_refuses_to_start_with_a_wrong_setting_and_names_it(tmp_path: Path
     assert result.returncode == 2
     assert f"{TOPICS_SECONDS}: '0' should be a number of seconds greater than 0" in result.stderr
     assert not (tmp_path / "pgdata").exists()  # refused before PostgreSQL was started
+
+
+@pytest.mark.parametrize(
+    ("setting", "raw", "told"),
+    [
+        (TOPICS_SECONDS, "soon", "should be a number of seconds greater than 0"),
+        ("FLODE_CARE_RELATIONSHIP_DAYS", "thirty", "should be a whole number"),
+    ],
+)
+def test_any_command_names_a_wrong_setting_instead_of_failing_with_a_traceback(
+    tmp_path: Path, setting: str, raw: str, told: str
+) -> None:
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "flode", "load", "--data-dir", str(tmp_path / "data"), str(empty)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, setting: raw},
+    )
+    assert result.returncode == 2
+    assert f"{setting}: '{raw}' {told}" in result.stderr
+    assert "Traceback" not in result.stderr

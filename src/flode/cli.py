@@ -8,6 +8,7 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 import uvicorn
@@ -17,7 +18,7 @@ from rich.console import Console
 from flode import __version__, logs
 from flode.audit import cli as audit_commands
 from flode.auth import cli as auth_commands
-from flode.config import Config
+from flode.config import Config, SettingError
 from flode.events import cli as events_commands
 from flode.store.embedded import AlreadyRunning, DataDirLock, EmbeddedPostgres
 from flode.store.migrate import MigrationError
@@ -53,7 +54,19 @@ def _examples(base: str, config: Config) -> str:
     )
 
 
-@click.group()
+class _Flode(click.Group):
+    """Every command reads the FLODE_* settings: one that is wrong is a usage error naming
+    it (exit status 2), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            Config()  # read before anything starts (a database, the workers of a load)
+            return super().invoke(ctx)
+        except SettingError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+
+
+@click.group(cls=_Flode)
 @click.version_option(__version__, prog_name="flode")
 def main() -> None:
     """Flöde: a FHIR R4 platform for a modular health information environment."""
@@ -96,10 +109,7 @@ def serve(
     """Serve the FHIR API."""
     if data_dir is not None and database_url is not None:
         raise click.UsageError("give either --data-dir or --database-url, not both")
-    try:
-        config = Config()
-    except ValueError as exc:  # a FLODE_* setting that is not what it must be
-        raise click.UsageError(str(exc)) from None
+    config = Config()
     config = replace(
         config,
         host=host or config.host,

@@ -8,9 +8,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class SettingError(ValueError):
+    """A FLODE_* setting in the environment that is not what it must be; the message names
+    it and says what it should be."""
+
+
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
-    return int(raw) if raw else default
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingError(f"{name}: '{raw}' should be a whole number") from None
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -23,7 +33,7 @@ def _env_seconds(name: str, default: float) -> float:
     except ValueError:
         seconds = math.nan
     if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"{name}: '{raw}' should be a number of seconds greater than 0")
+        raise SettingError(f"{name}: '{raw}' should be a number of seconds greater than 0")
     return seconds
 
 

@@ -72,7 +72,8 @@ async def stream(nats_url: str) -> AsyncIterator[str]:
     await connection.close()
 
 
-async def _messages(nats_url: str, stream: str) -> list[tuple[str, dict[str, object], str]]:
+async def _stored(nats_url: str, stream: str) -> list[tuple[str, bytes, str]]:
+    """Every message of the stream: subject, body and `Nats-Msg-Id` ("" when it has none)."""
     connection = await nats.connect(nats_url)
     try:
         js = connection.jetstream()
@@ -80,13 +81,21 @@ async def _messages(nats_url: str, stream: str) -> list[tuple[str, dict[str, obj
         found = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             message = await js.get_msg(stream, seq)
-            headers = message.headers or {}
             assert message.subject is not None
-            assert message.data is not None
-            found.append((message.subject, orjson.loads(message.data), headers["Nats-Msg-Id"]))
+            headers = message.headers or {}
+            found.append((message.subject, message.data or b"", headers.get("Nats-Msg-Id", "")))
         return found
     finally:
         await connection.close()
+
+
+async def _messages(nats_url: str, stream: str) -> list[tuple[str, dict[str, object], str]]:
+    """Flöde's messages of the stream, their bodies parsed."""
+    found = []
+    for subject, data, msg_id in await _stored(nats_url, stream):
+        assert msg_id, f"a message without Nats-Msg-Id on {subject}"
+        found.append((subject, orjson.loads(data), msg_id))
+    return found
 
 
 async def test_every_event_is_published_in_order_with_its_number(
@@ -163,24 +172,8 @@ async def test_a_batch_the_stream_refuses_part_of_is_sent_again_one_at_a_time_in
         await publisher.publish(events[1:])  # 2 and 3 again, as after a crash, then 4-6
     finally:
         await publisher.close()
-    ids = [msg_id for _, _, msg_id in await _messages_with_foreign(nats_url, stream)]
+    ids = [msg_id for _, _, msg_id in await _stored(nats_url, stream)]
     assert ids == [str(e.event) for e in events[:3]] + [""] + [str(e.event) for e in events[3:]]
-
-
-async def _messages_with_foreign(nats_url: str, stream: str) -> list[tuple[str, bytes, str]]:
-    connection = await nats.connect(nats_url)
-    try:
-        js = connection.jetstream()
-        info = await js.stream_info(stream)
-        found = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            message = await js.get_msg(stream, seq)
-            assert message.subject is not None
-            headers = message.headers or {}
-            found.append((message.subject, message.data or b"", headers.get("Nats-Msg-Id", "")))
-        return found
-    finally:
-        await connection.close()
 
 
 async def test_the_in_memory_twin_records_what_would_be_published(

@@ -119,8 +119,24 @@ async def test_migration_0017_moves_the_access_facts_into_access_fact_as_the_ind
                 ],
             },
         },
+        {
+            "resourceType": "Consent",
+            "id": "c2",
+            "status": "active",
+            "patient": {"reference": "Patient/p1"},
+            "provision": {
+                "type": "permit",
+                "purpose": [{"system": facts.ACT_REASON, "code": "TREAT"}],
+                "actor": [
+                    {
+                        "role": {"coding": [{"system": facts.PARTICIPATION, "code": "IRCP"}]},
+                        "reference": {"identifier": {"system": hsa, "value": "SE-P1"}},
+                    }
+                ],
+            },
+        },
     ]
-    old: dict[str, tuple[list[tuple[Any, ...]], tuple[datetime, datetime]]] = {
+    old: dict[str, tuple[list[tuple[Any, ...]], tuple[datetime, datetime] | None]] = {
         "e1": ([("_care-relation", "Organization", "u1", None, None, None)], (date.FIRST, end)),
         "ep1": ([("_care-relation", None, None, None, hsa, "SE-U2")], (date.FIRST, date.LAST)),
         "c1": (
@@ -129,6 +145,13 @@ async def test_migration_0017_moves_the_access_facts_into_access_fact_as_the_ind
                 ("patient", "Patient", "p1", None, None, None),
             ],
             (datetime(2026, 1, 1, tzinfo=UTC), end),
+        ),
+        "c2": (
+            [
+                ("_consent-permit", None, None, None, hsa, "SE-P1"),
+                ("patient", "Patient", "p1", None, None, None),
+            ],
+            None,  # no period: no date row
         ),
     }
     pks = {}
@@ -141,7 +164,7 @@ async def test_migration_0017_moves_the_access_facts_into_access_fact_as_the_ind
             id,
         )
         pks[id] = pk
-        references, (low, high) = old[id]
+        references, period = old[id]
         for param, *row in references:
             await fresh_db.execute(
                 "INSERT INTO search_reference (resource_pk, resource_type, param, target_type, "
@@ -152,15 +175,16 @@ async def test_migration_0017_moves_the_access_facts_into_access_fact_as_the_ind
                 param,
                 *row,
             )
-        await fresh_db.execute(
-            "INSERT INTO search_date (resource_pk, resource_type, param, low, high) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            pk,
-            kind,
-            references[0][0],
-            low,
-            high,
-        )
+        if period is not None:
+            await fresh_db.execute(
+                "INSERT INTO search_date (resource_pk, resource_type, param, low, high) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                pk,
+                kind,
+                references[0][0],
+                period[0],
+                period[1],
+            )
         if kind != "Consent":
             await fresh_db.execute(
                 "INSERT INTO resource_compartment VALUES ($1, $2, 'Patient', 'p1')", pk, kind
@@ -174,7 +198,7 @@ async def test_migration_0017_moves_the_access_facts_into_access_fact_as_the_ind
     expected = [
         (pks[r["id"]], *row) for r in resources for row in facts.rows(r).get(facts.TABLE, [])
     ]
-    assert len(expected) == 3
+    assert len(expected) == 4
     # The driver reads the open ends (-infinity, infinity) back as naive datetime.min / max.
     assert sorted(tuple(_aware(v) for v in row) for row in rows) == sorted(expected)
     left = await fresh_db.fetchval(

@@ -28,28 +28,23 @@ CREATE TABLE access_fact (
 CREATE INDEX access_fact_patient ON access_fact (patient_id, param, high) INCLUDE (organization, low);
 CREATE INDEX access_fact_resource ON access_fact (resource_pk);
 
--- The facts written so far, moved over.
+-- The facts written so far, moved over: the patient of a care relationship is the compartment
+-- of its Encounter or EpisodeOfCare, that of a consent or block the Consent's `patient`; a fact
+-- without a date row holds always.
 INSERT INTO access_fact (resource_pk, resource_type, param, patient_id, organization, low, high)
-SELECT f.resource_pk, f.resource_type, f.param, c.compartment_id, n.organization, d.low, d.high
-FROM search_reference f
-JOIN search_date d ON d.resource_pk = f.resource_pk AND d.param = f.param
-JOIN resource_compartment c ON c.resource_pk = f.resource_pk AND c.compartment_type = 'Patient'
-CROSS JOIN LATERAL (
-    SELECT 'Organization/' || f.target_id
-    WHERE f.target_id IS NOT NULL AND coalesce(f.target_type, 'Organization') = 'Organization'
-    UNION ALL
-    SELECT coalesce(f.identifier_system, '') || '|' || f.identifier_value
-    WHERE f.identifier_value IS NOT NULL
-) n (organization)
-WHERE f.resource_type IN ('Encounter', 'EpisodeOfCare') AND f.param = '_care-relation';
-
-INSERT INTO access_fact (resource_pk, resource_type, param, patient_id, organization, low, high)
-SELECT f.resource_pk, f.resource_type, f.param, p.target_id, n.organization,
+SELECT f.resource_pk, f.resource_type, f.param, p.patient_id, n.organization,
     coalesce(d.low, '-infinity'), coalesce(d.high, 'infinity')
 FROM search_reference f
-JOIN search_reference p ON p.resource_pk = f.resource_pk AND p.param = 'patient'
-    AND p.target_type = 'Patient'
 LEFT JOIN search_date d ON d.resource_pk = f.resource_pk AND d.param = f.param
+CROSS JOIN LATERAL (
+    SELECT c.compartment_id FROM resource_compartment c
+    WHERE f.param = '_care-relation' AND c.resource_pk = f.resource_pk
+    AND c.compartment_type = 'Patient'
+    UNION ALL
+    SELECT s.target_id FROM search_reference s
+    WHERE f.param <> '_care-relation' AND s.resource_pk = f.resource_pk AND s.param = 'patient'
+    AND s.target_type = 'Patient'
+) p (patient_id)
 CROSS JOIN LATERAL (
     SELECT 'Organization/' || f.target_id
     WHERE f.target_id IS NOT NULL AND coalesce(f.target_type, 'Organization') = 'Organization'
@@ -57,7 +52,8 @@ CROSS JOIN LATERAL (
     SELECT coalesce(f.identifier_system, '') || '|' || f.identifier_value
     WHERE f.identifier_value IS NOT NULL
 ) n (organization)
-WHERE f.resource_type = 'Consent' AND f.param IN ('_consent-permit', '_consent-deny');
+WHERE f.resource_type IN ('Encounter', 'EpisodeOfCare', 'Consent')
+AND f.param IN ('_care-relation', '_consent-permit', '_consent-deny');
 
 DELETE FROM search_reference WHERE resource_type IN ('Encounter', 'EpisodeOfCare', 'Consent')
     AND param IN ('_care-relation', '_consent-permit', '_consent-deny');

@@ -52,11 +52,10 @@ async def search(
     page = Page.parse(params, services.default_page_size, services.max_page_size)
     query = parse(params)
     contained = _contained(params, query, resource_type, compartment)
+    unseen = hidden(services, ctx)
     if contained is None:
         types = searchable_types(services, ctx, _types(services, resource_type, query, compartment))
-        scope, unknown = _scope(
-            services, types, query, chained(services, ctx), hidden(services, ctx)
-        )
+        scope, unknown = _scope(services, types, query, chained(services, ctx), unseen)
     else:
         assert resource_type is not None
         types, scope, unknown = _containers(services, ctx, resource_type, query)
@@ -82,7 +81,7 @@ async def search(
     scope = replace(
         scope,
         where=" AND ".join(f"({w})" for w in where),
-        order=order_by(services.search.registry, types or (), query.sort, hidden(services, ctx)),
+        order=order_by(services.search.registry, types or (), query.sort, unseen),
     )
     count = 0 if query.summary == "count" else page.count
     stored = None
